@@ -1,0 +1,1 @@
+"""Attestation: the SKR sidecar client, the MAA token verifier and the TEE runtime."""

@@ -1,0 +1,1 @@
+"""Cross-cutting capability policy as composable FastMCP middleware."""

@@ -1,0 +1,145 @@
+"""Server settings: read once from the environment and CLI flags, validated in one place."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_PORT = 8080
+TEE_MODE = "tee"
+ENV_MODE = "env"
+_MODES = frozenset({ENV_MODE, TEE_MODE})
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when `host` names only this machine (so binding it exposes nothing)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class TeeSettings:
+    """Endpoints for attestation-gated release; identical in shape for Azure and the emulator."""
+
+    skr_endpoint: str
+    maa_endpoint: str
+    akv_endpoint: str
+    key_name: str
+    identity_client_id: str | None
+    release_deadline_s: float = 60.0
+    vault_ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Inbound OAuth resource-server settings; `issuer="dev"` selects the local dev issuer."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to start. Secrets are *not* held here."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    transport: str = "streamable-http"
+    mode: str = ENV_MODE
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    require_secrets: bool = True
+    tee: TeeSettings | None = None
+    auth: AuthConfig | None = None
+    audit_log: str | None = None
+    upstream_timeout_s: float = 10.0
+    db_statement_timeout_ms: int = 5000
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tee_mode(self) -> bool:
+        return self.mode == TEE_MODE
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    transport: str | None = None,
+    tee: bool | None = None,
+    require_secrets: bool | None = None,
+) -> Settings:
+    """Build validated settings from `env` (default: os.environ) and explicit CLI overrides."""
+    env = os.environ if env is None else env
+    mode = TEE_MODE if tee else (env.get("MCP_TEE_MODE") or ENV_MODE).lower()
+    if mode not in _MODES:
+        raise ConfigError(f"MCP_TEE_MODE must be one of {sorted(_MODES)}, got {mode!r}")
+    github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
+    if not github_api_url.startswith(("https://", "http://")):
+        raise ConfigError("GITHUB_API_URL must be an http(s) URL")
+    tee_settings = _tee_settings(env) if mode == TEE_MODE else None
+    settings = Settings(
+        host=host or "127.0.0.1",
+        port=port if port is not None else DEFAULT_PORT,
+        transport=transport or "streamable-http",
+        mode=mode,
+        github_api_url=github_api_url,
+        require_secrets=True if require_secrets is None else require_secrets,
+        tee=tee_settings,
+        auth=_auth_settings(env, host or "127.0.0.1", port or DEFAULT_PORT),
+        audit_log=env.get("MCP_AUDIT_LOG") or None,
+        upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
+    )
+    if settings.transport not in ("streamable-http", "stdio"):
+        raise ConfigError("--transport must be streamable-http or stdio")
+    return settings
+
+
+def _tee_settings(env: Mapping[str, str]) -> TeeSettings:
+    required = ("SKR_ENDPOINT", "MAA_ENDPOINT", "AKV_ENDPOINT", "SKR_KEY_NAME")
+    missing = [name for name in required if not env.get(name)]
+    if missing:
+        raise ConfigError(f"TEE mode needs {', '.join(missing)}")
+    return TeeSettings(
+        skr_endpoint=env["SKR_ENDPOINT"].rstrip("/"),
+        maa_endpoint=env["MAA_ENDPOINT"],
+        akv_endpoint=env["AKV_ENDPOINT"],
+        key_name=env["SKR_KEY_NAME"],
+        identity_client_id=env.get("IDENTITY_CLIENT_ID") or None,
+        release_deadline_s=_float(env, "SKR_RELEASE_DEADLINE_S", 60.0),
+        vault_ca_file=env.get("AKV_CA_FILE") or None,
+    )
+
+
+def _auth_settings(env: Mapping[str, str], host: str, port: int) -> AuthConfig | None:
+    issuer = env.get("MCP_AUTH_ISSUER")
+    if not issuer:
+        return None
+    audience = env.get("MCP_AUTH_AUDIENCE") or f"http://{host}:{port}/mcp"
+    return AuthConfig(issuer=issuer, audience=audience, jwks_url=env.get("MCP_AUTH_JWKS_URL") or None)

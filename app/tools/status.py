@@ -1,0 +1,40 @@
+"""`attestation_status`: what this server is, which capabilities it has, and the evidence for where it runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastmcp import Context, FastMCP
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from app import SERVER_NAME, __version__
+from app.state import ServerState
+
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+
+
+def register(mcp: FastMCP, state: ServerState) -> None:
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=False))
+    async def attestation_status(
+        ctx: Context,
+        nonce: Annotated[
+            str | None,
+            Field(pattern=NONCE_PATTERN, description="Fresh random nonce (16-128 base64url chars) to bind the evidence to"),
+        ] = None,
+    ) -> dict:
+        """Report where this server runs, with fresh attestation evidence bound to your nonce in TEE mode."""
+        evidence = await state.attestation.evidence(nonce=nonce, session_id=ctx.session_id, tools_digest="")
+        report = {
+            "server": SERVER_NAME,
+            "version": __version__,
+            **evidence,
+            "secrets_loaded": state.secrets.loaded(),
+            "secrets_source": state.secrets.source,
+            "disabled_capabilities": dict(state.disabled),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        for extra in state.status_extras:
+            report.update(extra())
+        return report

@@ -1,0 +1,1 @@
+"""Clients for the upstreams the tools call: GitHub, Postgres and the webhook."""

@@ -1,0 +1,1 @@
+"""Policies that guard the deployment: the Key Vault key-release policy and the CrossGuard pack."""

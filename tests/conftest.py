@@ -1,0 +1,83 @@
+"""Shared test harness: a throwaway Postgres, local upstream stand-ins, canary secrets, a server subprocess."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from app.devstack.postgres import LocalPostgres
+from app.devstack.standins import GitHubStandIn, WebhookSink
+from app.devstack.threaded import ThreadedServer
+from tests.support.canaries import CANARY_DB_PASSWORD, CANARY_GITHUB_TOKEN, CANARY_WEBHOOK_PATH
+from tests.support.server_process import ServerProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One cluster for the whole run, in a directory the unprivileged Postgres user can reach."""
+    base = Path(tempfile.mkdtemp(prefix="mcp-tee-pg-"))
+    base.chmod(0o755)
+    cluster = LocalPostgres(base / "cluster")
+    cluster.start()
+    cluster.reader_dsn = cluster.provision_demo(reader_password=CANARY_DB_PASSWORD)
+    cluster.admin_dsn = cluster.dsn("postgres", cluster.superuser_password)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def github_standin():
+    standin = GitHubStandIn(tokens={CANARY_GITHUB_TOKEN})
+    with ThreadedServer(standin.app) as server:
+        standin.url = server.url
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def webhook_sink():
+    sink = WebhookSink(path=CANARY_WEBHOOK_PATH)
+    with ThreadedServer(sink.app) as server:
+        sink.url = f"{server.url}{CANARY_WEBHOOK_PATH}"
+        yield sink
+
+
+@pytest.fixture(autouse=True)
+def _reset_standins(request):
+    """Faults and recordings never leak from one test into the next."""
+    yield
+    for name in ("github_standin", "webhook_sink"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
+
+
+@pytest.fixture(scope="session")
+def baseline_env(postgres, github_standin, webhook_sink) -> dict[str, str]:
+    """Env for a non-TEE server whose three secrets are canaries pointing at the stand-ins."""
+    return {
+        "GITHUB_TOKEN": CANARY_GITHUB_TOKEN,
+        "GITHUB_API_URL": github_standin.url,
+        "DB_CONNECTION_STRING": postgres.reader_dsn,
+        "WEBHOOK_URL": webhook_sink.url,
+        "MCP_UPSTREAM_TIMEOUT_S": "2",
+    }
+
+
+@pytest.fixture(scope="session")
+def server(baseline_env, tmp_path_factory):
+    """`mcp-tee serve` as a real subprocess over streamable HTTP, shared by the e2e tests."""
+    log_dir = tmp_path_factory.mktemp("server")
+    process = ServerProcess(baseline_env, log_dir=log_dir)
+    process.start()
+    yield process
+    process.stop()
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.path.insert(0, str(REPO_ROOT))
