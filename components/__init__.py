@@ -1,0 +1,1 @@
+"""Pulumi components of the confidential MCP deployment: image, CCE policy, key release, identity, server."""

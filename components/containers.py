@@ -1,0 +1,198 @@
+"""One description of the confidential container group, rendered both as ARM JSON and as Pulumi args.
+
+Threat model: the CCE policy measures what `az confcom` reads from an ARM template, while Azure
+runs what the `ContainerGroup` resource says. If the two were written separately they could drift,
+and the group would either fail to start or, worse, the policy would measure something other than
+what runs. So both are rendered here from a single `GroupSpec`, and nothing else builds containers.
+
+Which env values are in the policy:
+- *Pinned* (literal in the template, so measured): MCP_TEE_MODE, SKR_ENDPOINT, MAA_ENDPOINT,
+  AKV_ENDPOINT, MCP_AUTH_*, MCP_AUDIT_LOG and the sidecar's Port/LogLevel. They are known from
+  stack config before any resource exists, and pinning them stops an operator from pointing the
+  app at another vault, another attestation service or another token issuer.
+- *Wildcarded* (an ARM parameter with no default, which confcom turns into `.*`): SKR_KEY_NAME and
+  IDENTITY_CLIENT_ID. The key is named after the release policy, which contains the hostdata of
+  this very policy, so pinning the key name would be a cycle. The identity's client id is an
+  output of another resource; it only authenticates to Key Vault, and the release policy (not the
+  identity) decides who gets the key, so leaving it open costs nothing and keeps the policy stable
+  when the identity is re-created.
+- Secrets are never env values at all: the app unseals them from Key Vault secrets at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import pulumi
+from pulumi_azure_native import containerinstance
+
+APP_PORT = 8080
+SKR_PORT = 9000
+SKR_COMMAND = ("/skr.sh",)
+ARM_API_VERSION = "2023-05-01"
+ARM_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+GROUP_NAME_PARAMETER = "containerGroupName"
+# The SKR sidecar needs little: it answers a handful of local HTTP calls.
+SKR_CPU = 0.5
+SKR_MEMORY_GB = 1.0
+
+
+class SpecError(ValueError):
+    """A container spec cannot be rendered safely."""
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable of a container.
+
+    Attributes:
+        name: The variable name.
+        value: The value; ``None`` until bound for a wildcarded variable.
+        pinned: ``True`` puts the literal value into the CCE policy; ``False`` renders an ARM
+            parameter without default, which confcom wildcards.
+    """
+
+    name: str
+    value: pulumi.Input[str] | None
+    pinned: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container, as both the template and the resource will describe it."""
+
+    name: str
+    image: pulumi.Input[str]
+    command: tuple[str, ...]
+    env: tuple[EnvVar, ...]
+    ports: tuple[int, ...]
+    cpu: float
+    memory_gb: float
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """The containers of one confidential group and the ports it exposes publicly."""
+
+    containers: tuple[ContainerSpec, ...]
+    public_ports: tuple[int, ...] = (APP_PORT,)
+
+    @property
+    def wildcard_names(self) -> tuple[str, ...]:
+        """Names of the env vars that the policy leaves open, in order, without duplicates."""
+        names = [e.name for c in self.containers for e in c.env if not e.pinned]
+        return tuple(dict.fromkeys(names))
+
+    def bind(self, values: Mapping[str, pulumi.Input[str]]) -> GroupSpec:
+        """Fill in the wildcarded env vars; pinned ones cannot be overridden."""
+        unknown = set(values) - set(self.wildcard_names)
+        if unknown:
+            raise SpecError(f"only wildcarded env vars can be bound, not {sorted(unknown)}")
+        containers = tuple(
+            replace(c, env=tuple(e if e.pinned else replace(e, value=values.get(e.name, e.value)) for e in c.env))
+            for c in self.containers
+        )
+        return replace(self, containers=containers)
+
+
+@dataclass(frozen=True)
+class AppEnv:
+    """The app's env: endpoints and names only, never a secret."""
+
+    maa_endpoint: str
+    akv_endpoint: str
+    auth_issuer: str | None = None
+    auth_jwks_url: str | None = None
+    auth_audience: str | None = None
+    audit_log: str | None = None
+
+
+def app_container(image_ref: pulumi.Input[str], env: AppEnv, *, cpu: float, memory_gb: float,
+                  command: Sequence[str] = ()) -> ContainerSpec:
+    """The MCP server container in TEE mode, talking to the sidecar on localhost."""
+    pinned = {
+        "MCP_TEE_MODE": "tee",
+        "SKR_ENDPOINT": f"http://localhost:{SKR_PORT}",
+        "MAA_ENDPOINT": env.maa_endpoint,
+        "AKV_ENDPOINT": env.akv_endpoint,
+        "MCP_AUTH_ISSUER": env.auth_issuer,
+        "MCP_AUTH_JWKS_URL": env.auth_jwks_url,
+        "MCP_AUTH_AUDIENCE": env.auth_audience,
+        "MCP_AUDIT_LOG": env.audit_log,
+    }
+    variables = [EnvVar(k, v) for k, v in pinned.items() if v is not None]
+    variables += [EnvVar("SKR_KEY_NAME", None, pinned=False), EnvVar("IDENTITY_CLIENT_ID", None, pinned=False)]
+    return ContainerSpec("mcp-server", image_ref, tuple(command), tuple(variables), (APP_PORT,), cpu, memory_gb)
+
+
+def skr_sidecar(image: str) -> ContainerSpec:
+    """Microsoft's SKR sidecar; `skr.sh` reads `Port` and `LogLevel` and binds localhost only."""
+    env = (EnvVar("Port", str(SKR_PORT)), EnvVar("LogLevel", "info"))
+    return ContainerSpec("skr-sidecar", image, SKR_COMMAND, env, (SKR_PORT,), SKR_CPU, SKR_MEMORY_GB)
+
+
+def _arm_env_value(var: EnvVar) -> pulumi.Input[str]:
+    if var.pinned:
+        if var.value is None:
+            raise SpecError(f"pinned env var {var.name} has no value")
+        return var.value
+    return f"[parameters('{var.name}')]"
+
+
+def _arm_container(spec: ContainerSpec) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "image": spec.image,
+        "environmentVariables": [{"name": e.name, "value": _arm_env_value(e)} for e in spec.env],
+        "ports": [{"port": p, "protocol": "TCP"} for p in spec.ports],
+        "resources": {"requests": {"cpu": spec.cpu, "memoryInGB": spec.memory_gb}},
+    }
+    if spec.command:
+        properties["command"] = list(spec.command)
+    return {"name": spec.name, "properties": properties}
+
+
+def render_arm_template(group: GroupSpec) -> pulumi.Output[str]:
+    """Render the ARM template that confcom measures, as canonical JSON."""
+    parameters = {GROUP_NAME_PARAMETER: {"type": "string"}}
+    parameters.update({name: {"type": "string"} for name in group.wildcard_names})
+    template = {
+        "$schema": ARM_SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "parameters": parameters,
+        "resources": [{
+            "type": "Microsoft.ContainerInstance/containerGroups",
+            "apiVersion": ARM_API_VERSION,
+            "name": f"[parameters('{GROUP_NAME_PARAMETER}')]",
+            "location": "[resourceGroup().location]",
+            "properties": {
+                "sku": "Confidential",
+                "osType": "Linux",
+                "confidentialComputeProperties": {"ccePolicy": ""},
+                "containers": [_arm_container(c) for c in group.containers],
+                "ipAddress": {"type": "Public", "ports": [{"port": p, "protocol": "TCP"} for p in group.public_ports]},
+            },
+        }],
+    }
+    return pulumi.Output.from_input(template).apply(lambda t: json.dumps(t, indent=2, sort_keys=True))
+
+
+def _env_arg(var: EnvVar) -> containerinstance.EnvironmentVariableArgs:
+    if var.value is None:
+        # Fail closed: an unbound wildcard would start the app without its key name or identity.
+        raise SpecError(f"env var {var.name} is not bound to a value")
+    return containerinstance.EnvironmentVariableArgs(name=var.name, value=var.value)
+
+
+def container_args(spec: ContainerSpec) -> containerinstance.ContainerArgs:
+    """Render one container as the `ContainerGroup` resource takes it."""
+    return containerinstance.ContainerArgs(
+        name=spec.name,
+        image=spec.image,
+        command=list(spec.command) or None,
+        environment_variables=[_env_arg(e) for e in spec.env],
+        ports=[containerinstance.ContainerPortArgs(port=p, protocol="TCP") for p in spec.ports],
+        resources=containerinstance.ResourceRequirementsArgs(
+            requests=containerinstance.ResourceRequestsArgs(cpu=spec.cpu, memory_in_gb=spec.memory_gb)),
+    )

@@ -1,0 +1,1 @@
+"""The CrossGuard policy pack that guards the confidential deployment's invariants."""

@@ -1,0 +1,30 @@
+"""Shared program runs: each stack is run once under mocks and shared by every assertion."""
+
+import pytest
+
+from tests.infra.harness import ProgramRun, run_program
+
+CANARY = "canary-7f3c1e9d-do-not-leak"
+# Where a careless program would pick secrets up: the process env and the provider's secret config.
+CANARY_ENV = {"GITHUB_TOKEN": f"ghp_{CANARY}", "DB_CONNECTION_STRING": f"postgresql://u:{CANARY}@db/x",
+              "WEBHOOK_URL": f"https://hooks.example.com/{CANARY}", "ARM_CLIENT_SECRET": CANARY}
+CANARY_SECRET_CONFIG = {"azure-native:clientSecret": CANARY}
+
+
+@pytest.fixture(scope="session")
+def dev_run() -> ProgramRun:
+    """The dev stack from Pulumi.dev.yaml, with canary secrets planted in env and provider config."""
+    return run_program("dev", overrides=CANARY_SECRET_CONFIG, secret_keys=tuple(CANARY_SECRET_CONFIG),
+                       env=CANARY_ENV)
+
+
+@pytest.fixture(scope="session")
+def prod_run() -> ProgramRun:
+    """The prod stack from Pulumi.prod.yaml (ACR Tasks builder, two replicas)."""
+    return run_program("prod")
+
+
+@pytest.fixture(scope="session", params=["dev", "prod"])
+def stack_run(request, dev_run: ProgramRun, prod_run: ProgramRun) -> ProgramRun:
+    """Each stack's run in turn, for invariants that hold in every environment."""
+    return {"dev": dev_run, "prod": prod_run}[request.param]
