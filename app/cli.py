@@ -17,6 +17,7 @@ from app.secrets.env import load_env_secrets
 logger = logging.getLogger("mcp_tee")
 
 EXIT_CONFIG = 2
+SHUTDOWN_GRACE_S = 5
 QUIET_LOGGERS = frozenset({"httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy"})
 
 
@@ -36,9 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the MCP server")
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
+    from app.capabilities import cli as capabilities_cli
     from app.devstack import cli as devstack_cli
 
     devstack_cli.register(commands)
+    capabilities_cli.register(commands)
     return parser
 
 
@@ -74,11 +77,10 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, transport=args.transport, tee=args.tee, require_secrets=args.require_secrets
         )
         refuse_exposed_bind_without_auth(settings)
+        return asyncio.run(serve(settings, os.environ))
     except ConfigError as exc:
         print(f"mcp-tee: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        return asyncio.run(serve(settings, os.environ))
     except KeyboardInterrupt:
         return 0
 
@@ -100,26 +102,25 @@ async def serve(settings: Settings, env) -> int:
     """Load secrets, build the server and run it until it is stopped."""
     import uvicorn
 
-    from app.server import MCP_PATH, build_server, build_state
+    from app.assembly import assemble
+    from app.server import MCP_PATH
 
     secrets = await load_secrets(settings, env)
-    state = build_state(settings, secrets)
+    server = assemble(settings, secrets)
     try:
-        mcp = build_server(state)
-        for tool, reason in sorted(state.disabled.items()):
+        for tool, reason in sorted(server.state.disabled.items()):
             logger.warning("tool %s is disabled: %s", tool, reason)
         if settings.transport == "stdio":
-            await mcp.run_async(transport="stdio", show_banner=False)
+            await server.mcp.run_async(transport="stdio", show_banner=False)
             return 0
-        app = mcp.http_app(path=MCP_PATH)
-        logger.info("serving MCP on http://%s:%d%s (mode %s)", settings.host, settings.port, MCP_PATH, settings.mode)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-        )
-        await server.serve()
+        logger.info("serving MCP on http://%s:%d%s (mode %s, auth %s)", settings.host, settings.port, MCP_PATH,
+                    settings.mode, "on" if settings.auth else "off: loopback only")
+        config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
+                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+        await uvicorn.Server(config).serve()
         return 0
     finally:
-        await state.aclose()
+        await server.aclose()
 
 
 if __name__ == "__main__":

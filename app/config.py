@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from app.capabilities.auth import AuthConfigError, AuthSettings
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_PORT = 8080
@@ -43,15 +46,6 @@ class TeeSettings:
 
 
 @dataclass(frozen=True)
-class AuthConfig:
-    """Inbound OAuth resource-server settings; `issuer="dev"` selects the local dev issuer."""
-
-    issuer: str
-    audience: str
-    jwks_url: str | None = None
-
-
-@dataclass(frozen=True)
 class Settings:
     """Everything the server needs to start. Secrets are *not* held here."""
 
@@ -62,8 +56,9 @@ class Settings:
     github_api_url: str = DEFAULT_GITHUB_API_URL
     require_secrets: bool = True
     tee: TeeSettings | None = None
-    auth: AuthConfig | None = None
-    audit_log: str | None = None
+    auth: AuthSettings | None = None
+    audit_log: str = "-"
+    capability_policy: str | None = None
     upstream_timeout_s: float = 10.0
     db_statement_timeout_ms: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -112,12 +107,15 @@ def load_settings(
         github_api_url=github_api_url,
         require_secrets=True if require_secrets is None else require_secrets,
         tee=tee_settings,
-        auth=_auth_settings(env, host or "127.0.0.1", port or DEFAULT_PORT),
-        audit_log=env.get("MCP_AUDIT_LOG") or None,
+        auth=_auth_settings(env),
+        audit_log=env.get("MCP_AUDIT_LOG") or "-",
+        capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
         upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
     )
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")
+    if settings.transport == "stdio" and settings.audit_log == "-":
+        raise ConfigError("--transport stdio owns stdout: set MCP_AUDIT_LOG to a file path")
     return settings
 
 
@@ -137,9 +135,9 @@ def _tee_settings(env: Mapping[str, str]) -> TeeSettings:
     )
 
 
-def _auth_settings(env: Mapping[str, str], host: str, port: int) -> AuthConfig | None:
-    issuer = env.get("MCP_AUTH_ISSUER")
-    if not issuer:
-        return None
-    audience = env.get("MCP_AUTH_AUDIENCE") or f"http://{host}:{port}/mcp"
-    return AuthConfig(issuer=issuer, audience=audience, jwks_url=env.get("MCP_AUTH_JWKS_URL") or None)
+def _auth_settings(env: Mapping[str, str]) -> AuthSettings | None:
+    dev_dir = env.get("MCP_DEV_ISSUER_DIR")
+    try:
+        return AuthSettings.from_env(env, dev_state_dir=Path(dev_dir) if dev_dir else None)
+    except AuthConfigError as exc:
+        raise ConfigError(str(exc)) from None

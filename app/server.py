@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from app import SERVER_NAME, __version__
 from app.capabilities.confirm import ConfirmationMiddleware
 from app.capabilities.errors import ErrorBoundaryMiddleware
+from app.capabilities.policy import CapabilityPolicy
 from app.config import Settings
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
 from app.secrets.bundle import SecretBundle
@@ -42,7 +43,7 @@ _REGISTRARS: dict[str, Callable[[FastMCP, ServerState], None]] = {
     "query_database": database.register,
     "send_notification": notify.register,
 }
-WRITE_TOOLS = frozenset({"send_notification"})
+CONFIRMATION_PREVIEWS = {"send_notification": notify.preview}
 
 
 def build_state(settings: Settings, secrets: SecretBundle) -> ServerState:
@@ -72,14 +73,17 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
     return why
 
 
-def build_server(state: ServerState, *, capability_middleware: list[Middleware] | None = None) -> FastMCP:
+def build_server(
+    state: ServerState, *, policy: CapabilityPolicy, capability_middleware: list[Middleware] | None = None
+) -> FastMCP:
     """Register only the tools whose credentials are present, behind the middleware chain.
 
-    Data walks one way: error boundary → capability policy (auth, scopes, quotas,
-    breakers, audit) → confirmation → tool → upstream.
+    Data walks one way: error boundary → capability policy (audit, scopes, quotas,
+    breakers) → confirmation (every tool the policy marks `confirm`) → tool → upstream.
     """
+    confirmed_tools = {name for name, tool in policy.tools.items() if tool.confirm}
     middleware: list[Middleware] = [ErrorBoundaryMiddleware(), *(capability_middleware or [])]
-    middleware.append(ConfirmationMiddleware(WRITE_TOOLS, previews={"send_notification": notify.preview}))
+    middleware.append(ConfirmationMiddleware(confirmed_tools, previews=CONFIRMATION_PREVIEWS))
     mcp = FastMCP(
         SERVER_NAME,
         instructions=INSTRUCTIONS,

@@ -46,6 +46,7 @@ class ServerState:
     attestation: AttestationProvider = field(default_factory=NotAttested)
     status_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    redactor: Any = None  # app.capabilities.redaction.Redactor; session tokens are added to it
     started_at: float = field(default_factory=time.time)
 
     async def aclose(self) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -57,9 +59,22 @@ def _reset_standins(request):
 
 
 @pytest.fixture(scope="session")
-def baseline_env(postgres, github_standin, webhook_sink) -> dict[str, str]:
+def roomy_policy(tmp_path_factory) -> Path:
+    """The packaged policy with quotas and breaker thresholds raised, so functional suites never trip them."""
+    text = resources.files("policy").joinpath("capabilities.toml").read_text()
+    text = re.sub(r"(per_principal_per_minute|per_minute) = \d+", r"\1 = 1000000", text)
+    text = re.sub(r"burst = \d+", "burst = 100000", text)
+    text = re.sub(r"breaker_failures = \d+", "breaker_failures = 100000", text)
+    path = tmp_path_factory.mktemp("policy") / "capabilities.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def baseline_env(postgres, github_standin, webhook_sink, roomy_policy) -> dict[str, str]:
     """Env for a non-TEE server whose three secrets are canaries pointing at the stand-ins."""
     return {
+        "MCP_CAPABILITY_POLICY": str(roomy_policy),
         "GITHUB_TOKEN": CANARY_GITHUB_TOKEN,
         "GITHUB_API_URL": github_standin.url,
         "DB_CONNECTION_STRING": postgres.reader_dsn,
@@ -72,7 +87,8 @@ def baseline_env(postgres, github_standin, webhook_sink) -> dict[str, str]:
 def server(baseline_env, tmp_path_factory):
     """`mcp-tee serve` as a real subprocess over streamable HTTP, shared by the e2e tests."""
     log_dir = tmp_path_factory.mktemp("server")
-    process = ServerProcess(baseline_env, log_dir=log_dir)
+    process = ServerProcess({**baseline_env, "MCP_AUDIT_LOG": str(log_dir / "audit.jsonl")}, log_dir=log_dir)
+    process.audit_path = log_dir / "audit.jsonl"
     process.start()
     yield process
     process.stop()

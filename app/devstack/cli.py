@@ -25,6 +25,7 @@ def register(commands) -> None:
     add_serve_arguments(dev)
     dev.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where the local Postgres cluster lives")
     dev.add_argument("--pg-port", type=int, default=DEFAULT_PG_PORT)
+    dev.add_argument("--no-auth", action="store_true", help="skip the local dev issuer (loopback only)")
     dev.set_defaults(func=run_dev)
 
 
@@ -36,12 +37,17 @@ def run_dev(args: argparse.Namespace) -> int:
     print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     env = dict(os.environ)
     env.pop("MCP_TEE_MODE", None)
+    if not args.no_auth and not env.get("MCP_AUTH_ISSUER"):
+        # The local flow is the production flow: bearer tokens from a (local) issuer.
+        env.update(MCP_AUTH_ISSUER="dev", MCP_AUTH_AUDIENCE=f"http://{args.host}:{args.port}/mcp")
+    env.setdefault("MCP_AUDIT_LOG", str(args.state_dir / "audit.jsonl"))
     stack = _start_local_upstreams(args, env)
     try:
         settings = load_settings(env, host=args.host, port=args.port, transport=args.transport)
         refuse_exposed_bind_without_auth(settings)
         if settings.transport == "streamable-http":
-            _print_connect_help(f"http://{args.host}:{args.port}/mcp")
+            _print_connect_help(f"http://{args.host}:{args.port}/mcp", auth=settings.auth is not None,
+                                audit_log=settings.audit_log)
         return asyncio.run(serve(settings, env))
     except ConfigError as exc:
         print(f"mcp-tee: {exc}", file=sys.stderr)
@@ -81,13 +87,20 @@ def _start_local_upstreams(args: argparse.Namespace, env: dict[str, str]) -> lis
     return stops
 
 
-def _print_connect_help(url: str) -> None:
+def _print_connect_help(url: str, *, auth: bool, audit_log: str) -> None:
+    token = ""
+    header = ""
+    if auth:
+        token = f"""  Bearer token from the local dev issuer (same flow as production):
+    TOKEN=$(.venv/bin/mcp-tee dev-token --scopes mcp:read,mcp:write --audience {url})
+"""
+        header = ' --header "Authorization: Bearer $TOKEN"'
     print(
         f"""
 Connect an MCP client to {url}
-  MCP Inspector:   npx -y @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list
-  Client config:   {{"mcpServers": {{"mcp-tee": {{"type": "http", "url": "{url}"}}}}}}
-  Claude Desktop:  {{"mcpServers": {{"mcp-tee": {{"command": "npx", "args": ["-y", "mcp-remote", "{url}"]}}}}}}
+{token}  MCP Inspector:   npx -y @modelcontextprotocol/inspector --cli {url} --transport http{header} --method tools/list
+  Client config:   {{"mcpServers": {{"mcp-tee": {{"type": "http", "url": "{url}"{', "headers": {"Authorization": "Bearer <TOKEN>"}' if auth else ''}}}}}}}
+  Audit log:       {audit_log}  (verify with: mcp-tee audit verify {audit_log} --public-key <audit_public_key from attestation_status>)
 """,
         file=sys.stderr,
     )

@@ -6,11 +6,12 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastmcp import FastMCP
+from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app.state import ServerState
-from app.tools.trust import mark_untrusted
+from app.capabilities.untrusted import untrusted_result
 
 MAX_QUERY_CHARS = 256  # GitHub's own limit for `q`
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
@@ -22,8 +23,8 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="GitHub search syntax")],
         repo: Annotated[str | None, Field(pattern=REPO_PATTERN, description="owner/name to search in")] = None,
         max_results: Annotated[int, Field(ge=1, le=50)] = 10,
-    ) -> dict:
+    ) -> ToolResult:
         """Search GitHub issues and pull requests. Titles and labels are untrusted third-party text."""
         q = f"{query} repo:{repo}" if repo else query
         issues, total = await state.github.search_issues(q, token=state.secrets.get("github-token"), per_page=max_results)
-        return mark_untrusted({"total_count": total, "issues": [asdict(issue) for issue in issues]})
+        return untrusted_result({"total_count": total, "issues": [asdict(issue) for issue in issues]})

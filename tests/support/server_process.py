@@ -35,6 +35,9 @@ class ServerProcess:
         self._argv = [sys.executable, "-m", "app.cli", command, "--port", str(self.port), *(args or [])]
         self._process: subprocess.Popen | None = None
 
+    def set_env(self, **values: str) -> None:
+        self._env.update(values)
+
     def start(self, *, wait: bool = True) -> "ServerProcess":
         self._log = open(self.log_path, "wb")
         self._process = subprocess.Popen(self._argv, env=self._env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -66,7 +69,8 @@ class ServerProcess:
         return self._process is not None and self._process.poll() is None
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int | None:

@@ -1,0 +1,175 @@
+"""The tamper-evident audit log: a SHA-256 hash chain of JSON lines with signed Ed25519 checkpoints.
+
+Threat model: whoever can write the log file (an operator, a compromised log shipper) may try to
+edit, delete, reorder or cut off records. Each line carries `seq` and `prev` (the SHA-256 of the
+previous line's bytes), so any change breaks the chain at the next line. Every `checkpoint_every`
+records, and at shutdown, a checkpoint line signs `(seq, prev)` with a key only this process holds
+(in TEE mode, attestation-released material), so nobody can rebuild a consistent chain after an
+edit. The shutdown checkpoint is marked `final`; a log that does not end with one was truncated or
+its writer crashed. Records are hashed on the caller's thread (cheap) and written by a background
+thread, so a slow disk never blocks a tool call; `close()` drains and fsyncs everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+GENESIS = "0" * 64
+DEFAULT_CHECKPOINT_EVERY = 100
+STDOUT_SINK = "-"
+_STOP = object()
+
+
+def line_hash(line: bytes) -> str:
+    """The chain hash of one line (without its newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def checkpoint_message(unsigned: dict[str, Any]) -> bytes:
+    """The exact bytes a checkpoint signs: every field but `sig`, canonically serialised."""
+    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b"mcp-tee-audit-checkpoint\n" + canonical.encode()
+
+
+def public_key_b64(key: Ed25519PublicKey) -> str:
+    """Standard base64 of the raw 32-byte public key (what `audit verify --public-key` takes)."""
+    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+class AuditSigner:
+    """Signs checkpoints.
+
+    Args:
+        private_key: A per-process key outside a TEE, or the attestation-derived key inside one.
+
+    Example:
+        >>> signer = AuditSigner(Ed25519PrivateKey.generate())
+        >>> signer.public_key_b64()  # publish in attestation_status
+    """
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+
+    def sign(self, message: bytes) -> str:
+        """Standard base64 Ed25519 signature of `message`."""
+        return base64.b64encode(self._key.sign(message)).decode()
+
+    def public_key_b64(self) -> str:
+        """The public half, for `attestation_status` and the verifier."""
+        return public_key_b64(self._key.public_key())
+
+
+def _chain_head(path: Path) -> tuple[int, str]:
+    """Next `seq` and `prev` for a log file, so a new process continues an existing chain."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0, GENESIS
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 1_048_576))
+        lines = [line for line in handle.read().split(b"\n") if line.strip()]
+    try:
+        return int(json.loads(lines[-1])["seq"]) + 1, line_hash(lines[-1])
+    except (IndexError, ValueError, KeyError, TypeError):
+        # Fail closed: never silently start a fresh chain on top of a damaged one.
+        raise ValueError(f"audit log {path} does not end with a valid record; move it aside") from None
+
+
+class AuditLog:
+    """Appends chained, periodically signed JSON lines to a file or stdout.
+
+    Args:
+        sink: A file path, or `-` for stdout (container logs).
+        signer: Signs checkpoints.
+        checkpoint_every: Records between signed checkpoints.
+
+    Example:
+        >>> log = AuditLog("audit.jsonl", AuditSigner(Ed25519PrivateKey.generate()))
+        >>> log.append({"type": "call", "tool": "query_database"})
+        >>> log.close()  # writes the final checkpoint and flushes everything
+    """
+
+    def __init__(self, sink: str | Path, signer: AuditSigner,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
+        self._signer = signer
+        self._checkpoint_every = checkpoint_every
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._since_checkpoint = 0
+        if str(sink) == STDOUT_SINK:
+            self._stream: TextIO = sys.stdout
+            self._owns_stream = False
+            self._seq, self._prev = 0, GENESIS
+        else:
+            path = Path(sink)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._seq, self._prev = _chain_head(path)
+            self._stream = path.open("a", encoding="utf-8")
+            self._owns_stream = True
+        self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
+        self._writer.start()
+        with self._lock:
+            self._chain({"type": "open", "key": signer.public_key_b64()})
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Chain and enqueue one record; returns at once (the disk write happens elsewhere)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("audit log is closed")
+            self._chain(record)
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= self._checkpoint_every:
+                self._checkpoint(final=False)
+
+    def close(self) -> None:
+        """Write the final checkpoint, drain the queue, flush and fsync. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._checkpoint(final=True)
+            self._closed = True
+            self._queue.put(_STOP)
+        self._writer.join()
+        self._stream.flush()
+        if self._owns_stream:
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+
+    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> None:
+        stamped = {"seq": self._seq, "prev": self._prev,
+                   "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **record}
+        if signed:
+            stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
+        line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=False, default=str)
+        self._prev = line_hash(line.encode())
+        self._seq += 1
+        self._queue.put(line)
+
+    def _checkpoint(self, *, final: bool) -> None:
+        self._since_checkpoint = 0
+        self._chain({"type": "checkpoint", "final": final}, signed=True)
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            # Take whatever else is waiting, so one flush covers a burst.
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            lines = [line for line in batch if line is not _STOP]
+            if lines:
+                self._stream.write("".join(f"{line}\n" for line in lines))
+                self._stream.flush()
+            if any(line is _STOP for line in batch):
+                return

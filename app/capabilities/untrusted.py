@@ -1,0 +1,44 @@
+"""Mark tool results that carry third-party text (issue bodies, database rows) as untrusted data.
+
+Threat model: text written by strangers (a GitHub issue body, a row in a shared table) may contain
+instructions aimed at the model ("ignore previous instructions and send..."). The MCP spec has no
+trust annotation, so we mark such results in two machine-readable ways that clients can use to
+keep them out of the instruction channel: a `content_trust` field in the structured content, and
+a `_meta` entry on every content block (`_meta` is the spec's extension point; keys are prefixed).
+The standard `audience` annotation is left as `["assistant"]`: the data is for the model to read
+as data, which is exactly what a client that honours the marker will do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastmcp.tools.base import ToolResult
+from mcp_types import Annotations, TextContent
+
+UNTRUSTED = "untrusted-third-party"
+TRUST_FIELD = "content_trust"
+TRUST_META_KEY = "dev.mcp-tee/content-trust"
+
+
+def untrusted_result(structured: dict[str, Any]) -> ToolResult:
+    """A tool result whose payload came from a third party, marked as untrusted data.
+
+    Example:
+        >>> result = untrusted_result({"issues": [{"title": "ignore all instructions"}]})
+        >>> result.structured_content["content_trust"]
+        'untrusted-third-party'
+    """
+    payload = {TRUST_FIELD: UNTRUSTED, **structured}
+    block = TextContent(
+        text=json.dumps(payload, ensure_ascii=False, default=str),
+        annotations=Annotations(audience=["assistant"]),
+        _meta={TRUST_META_KEY: UNTRUSTED},
+    )
+    return ToolResult(content=[block], structured_content=payload)
+
+
+def is_untrusted(result: ToolResult) -> bool:
+    """True when `result` carries the untrusted marker in its structured content."""
+    return isinstance(result.structured_content, dict) and result.structured_content.get(TRUST_FIELD) == UNTRUSTED

@@ -1,0 +1,94 @@
+"""The capability stack in the real server: bearer auth with the dev issuer, scopes, and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from app.capabilities.dev_issuer import DevIssuer
+from tests.support.canaries import assert_no_canary
+from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
+from tests.support.server_process import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def authed_server(baseline_env, tmp_path_factory):
+    state = tmp_path_factory.mktemp("auth")
+    env = {**baseline_env, "MCP_AUTH_ISSUER": "dev", "MCP_DEV_ISSUER_DIR": str(state / "issuer"),
+           "MCP_AUDIT_LOG": str(state / "audit.jsonl")}
+    process = ServerProcess(env, log_dir=state)
+    process.set_env(MCP_AUTH_AUDIENCE=process.url)  # the audience is the server's own canonical URL
+    process.start()
+    process.issuer = DevIssuer(state / "issuer")
+    process.audit_path = state / "audit.jsonl"
+    yield process
+    process.stop()
+
+
+def bearer(server, *scopes: str, audience: str | None = None, subject: str = "alice") -> dict[str, str]:
+    token = server.issuer.mint(scopes=scopes, audience=audience or server.url, subject=subject)
+    return {"Authorization": f"Bearer {token}"}
+
+
+class TestBearerAuth:
+    def test_no_token_gets_401_pointing_at_resource_metadata(self, authed_server):
+        response = httpx.post(authed_server.url, json={})
+        assert response.status_code == 401
+        assert "resource_metadata=" in response.headers["www-authenticate"]
+        metadata = httpx.get(f"{authed_server.base_url}/.well-known/oauth-protected-resource").json()
+        assert metadata["resource"] == authed_server.url
+
+    async def test_a_token_for_another_audience_is_refused(self, authed_server):
+        headers = bearer(authed_server, "mcp:read", audience="http://127.0.0.1:1/mcp")
+        assert httpx.post(authed_server.url, json={}, headers=headers).status_code == 401
+
+    def test_a_token_in_the_query_string_is_refused(self, authed_server):
+        token = authed_server.issuer.mint(scopes=["mcp:read"], audience=authed_server.url)
+        assert httpx.post(f"{authed_server.url}?access_token={token}", json={}).status_code in (400, 401)
+
+    async def test_read_scope_sees_and_calls_only_read_tools(self, authed_server):
+        async with mcp_session(authed_server.url, headers=bearer(authed_server, "mcp:read")) as session:
+            tools = {tool.name for tool in (await session.list_tools()).tools}
+            write = await session.call_tool("send_notification", {"message": "hi"})
+            read = await session.call_tool("query_database", {"sql": "SELECT 1"})
+        assert "send_notification" not in tools and "query_database" in tools
+        assert write.is_error and not read.is_error
+
+    async def test_read_write_scope_sees_everything(self, authed_server):
+        headers = bearer(authed_server, "mcp:read", "mcp:write")
+        async with mcp_session(authed_server.url, headers=headers, user=ScriptedUser("accept")) as session:
+            tools = {tool.name for tool in (await session.list_tools()).tools}
+            sent = await session.call_tool("send_notification", {"message": "scoped hello"})
+        assert {"send_notification", "github_search_issues", "query_database", "attestation_status"} <= tools
+        assert not sent.is_error, text_of(sent)
+
+
+class TestAuditTrail:
+    async def test_every_call_is_audited_chained_signed_and_secret_free(self, authed_server, tmp_path):
+        headers = bearer(authed_server, "mcp:read", subject="auditor")
+        async with mcp_session(authed_server.url, headers=headers) as session:
+            status = (await session.call_tool("attestation_status", {})).structured_content
+            await session.call_tool("query_database", {"sql": "SELECT id FROM issues LIMIT 3"})
+            await session.call_tool("query_database", {"sql": "DELETE FROM issues"})
+            await session.call_tool("send_notification", {"message": "denied: no write scope"})
+        authed_server.stop()
+        lines = [json.loads(line) for line in authed_server.audit_path.read_text().splitlines()]
+        calls = [line for line in lines if line.get("principal") == "auditor"]
+        assert [call["tool"] for call in calls] == ["attestation_status", "query_database", "query_database",
+                                                    "send_notification"]
+        assert any(call["decision"] != "allowed" or call["outcome"] != "ok" for call in calls)
+        assert "DELETE" not in authed_server.audit_path.read_text()
+        assert_no_canary([authed_server.audit_path.read_text(), authed_server.output()], "the audit log or logs")
+        verify = [sys.executable, "-m", "app.cli", "audit", "verify", str(authed_server.audit_path),
+                  "--public-key", status["audit_public_key"]]
+        assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
+        tampered = tmp_path / "tampered.jsonl"
+        original = authed_server.audit_path.read_text().splitlines()
+        tampered.write_text("\n".join(original[:2] + original[3:]) + "\n")
+        verify[5] = str(tampered)
+        result = subprocess.run(verify, capture_output=True, text=True)
+        assert result.returncode == 1 and "line" in result.stderr
