@@ -15,8 +15,10 @@ from app.capabilities.policy import CapabilityPolicy, PolicyError, load_policy
 from app.capabilities.principal import PrincipalProvider, set_default_principal_provider
 from app.capabilities.redaction import Redactor, install_log_redaction
 from app.capabilities.stack import build_capability_middleware
+from app.attestation.provider import TeeAttestation
 from app.config import ConfigError, Settings
 from app.secrets.bundle import SecretBundle
+from app.secrets.sealed import TeeStartup
 from app.server import MCP_PATH, build_server, build_state
 from app.state import ServerState
 
@@ -71,8 +73,9 @@ def load_capability_policy(settings: Settings) -> CapabilityPolicy:
         raise ConfigError(f"invalid capability policy: {exc}") from None
 
 
-def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None) -> AssembledServer:
-    """Build every layer. `audit_key` comes from attested release in TEE mode; else per process."""
+def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None,
+             tee: TeeStartup | None = None) -> AssembledServer:
+    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process."""
     policy = load_capability_policy(settings)
     redactor = Redactor(secrets.plaintexts())
     install_log_redaction(redactor)
@@ -83,6 +86,8 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     set_default_principal_provider(principals)
     state = build_state(settings, secrets)
     state.redactor = redactor
+    if tee is not None:
+        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     middleware = build_capability_middleware(
         policy, audit=audit, redactor=redactor, breakers=breakers, principal_provider=principals

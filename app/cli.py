@@ -11,12 +11,13 @@ from typing import Sequence
 
 from app import __version__
 from app.config import ConfigError, Settings, is_loopback_host, load_settings
-from app.secrets.bundle import SecretBundle
 from app.secrets.env import load_env_secrets
+from app.secrets.sealed import StartupRefused, start_tee
 
 logger = logging.getLogger("mcp_tee")
 
 EXIT_CONFIG = 2
+EXIT_STARTUP_REFUSED = 3
 SHUTDOWN_GRACE_S = 5
 QUIET_LOGGERS = frozenset({"httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy"})
 
@@ -37,11 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the MCP server")
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
+    from app.attestation import cli as attestation_cli
     from app.capabilities import cli as capabilities_cli
     from app.devstack import cli as devstack_cli
+    from app.emulator import cli as emulator_cli
 
     devstack_cli.register(commands)
     capabilities_cli.register(commands)
+    attestation_cli.register(commands)
+    emulator_cli.register(commands)
     return parser
 
 
@@ -81,6 +86,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mcp-tee: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupRefused as exc:
+        print(f"mcp-tee: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_REFUSED
     except KeyboardInterrupt:
         return 0
 
@@ -94,10 +102,6 @@ def refuse_exposed_bind_without_auth(settings: Settings) -> None:
         )
 
 
-async def load_secrets(settings: Settings, env) -> SecretBundle:
-    return load_env_secrets(env)
-
-
 async def serve(settings: Settings, env) -> int:
     """Load secrets, build the server and run it until it is stopped."""
     import uvicorn
@@ -105,8 +109,11 @@ async def serve(settings: Settings, env) -> int:
     from app.assembly import assemble
     from app.server import MCP_PATH
 
-    secrets = await load_secrets(settings, env)
-    server = assemble(settings, secrets)
+    if settings.tee_mode:
+        tee = await start_tee(env, require_secrets=settings.require_secrets)
+        server = assemble(settings, tee.secrets, audit_key=tee.audit_key, tee=tee)
+    else:
+        server = assemble(settings, load_env_secrets(env))
     try:
         for tool, reason in sorted(server.state.disabled.items()):
             logger.warning("tool %s is disabled: %s", tool, reason)

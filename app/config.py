@@ -33,19 +33,6 @@ def is_loopback_host(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class TeeSettings:
-    """Endpoints for attestation-gated release; identical in shape for Azure and the emulator."""
-
-    skr_endpoint: str
-    maa_endpoint: str
-    akv_endpoint: str
-    key_name: str
-    identity_client_id: str | None
-    release_deadline_s: float = 60.0
-    vault_ca_file: str | None = None
-
-
-@dataclass(frozen=True)
 class Settings:
     """Everything the server needs to start. Secrets are *not* held here."""
 
@@ -55,7 +42,6 @@ class Settings:
     mode: str = ENV_MODE
     github_api_url: str = DEFAULT_GITHUB_API_URL
     require_secrets: bool = True
-    tee: TeeSettings | None = None
     auth: AuthSettings | None = None
     audit_log: str = "-"
     capability_policy: str | None = None
@@ -98,7 +84,6 @@ def load_settings(
     github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
     if not github_api_url.startswith(("https://", "http://")):
         raise ConfigError("GITHUB_API_URL must be an http(s) URL")
-    tee_settings = _tee_settings(env) if mode == TEE_MODE else None
     settings = Settings(
         host=host or "127.0.0.1",
         port=port if port is not None else DEFAULT_PORT,
@@ -106,7 +91,6 @@ def load_settings(
         mode=mode,
         github_api_url=github_api_url,
         require_secrets=True if require_secrets is None else require_secrets,
-        tee=tee_settings,
         auth=_auth_settings(env),
         audit_log=env.get("MCP_AUDIT_LOG") or "-",
         capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
@@ -117,22 +101,6 @@ def load_settings(
     if settings.transport == "stdio" and settings.audit_log == "-":
         raise ConfigError("--transport stdio owns stdout: set MCP_AUDIT_LOG to a file path")
     return settings
-
-
-def _tee_settings(env: Mapping[str, str]) -> TeeSettings:
-    required = ("SKR_ENDPOINT", "MAA_ENDPOINT", "AKV_ENDPOINT", "SKR_KEY_NAME")
-    missing = [name for name in required if not env.get(name)]
-    if missing:
-        raise ConfigError(f"TEE mode needs {', '.join(missing)}")
-    return TeeSettings(
-        skr_endpoint=env["SKR_ENDPOINT"].rstrip("/"),
-        maa_endpoint=env["MAA_ENDPOINT"],
-        akv_endpoint=env["AKV_ENDPOINT"],
-        key_name=env["SKR_KEY_NAME"],
-        identity_client_id=env.get("IDENTITY_CLIENT_ID") or None,
-        release_deadline_s=_float(env, "SKR_RELEASE_DEADLINE_S", 60.0),
-        vault_ca_file=env.get("AKV_CA_FILE") or None,
-    )
 
 
 def _auth_settings(env: Mapping[str, str]) -> AuthSettings | None:

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from app.config import Settings
 from app.secrets.bundle import SecretBundle
+from app.sessions import SessionRegistry
 from app.upstreams.github import GitHubClient
 from app.upstreams.postgres import ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
@@ -46,6 +47,7 @@ class ServerState:
     attestation: AttestationProvider = field(default_factory=NotAttested)
     status_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
     redactor: Any = None  # app.capabilities.redaction.Redactor; session tokens are added to it
     started_at: float = field(default_factory=time.time)
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.support.canaries import CANARY_GITHUB_TOKEN, assert_no_canary
-from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
+from tests.support.mcp_client import mcp_session, text_of
 
 EXPECTED_TOOLS = {"github_search_issues", "query_database", "send_notification", "attestation_status"}
 

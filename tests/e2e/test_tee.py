@@ -1,0 +1,186 @@
+"""TEE mode end to end: `mcp-tee serve --tee` against the attestation emulator, every link real.
+
+The server's code path is the Azure one; only the endpoints point at the emulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from app.attestation.runtime import derive_audit_signing_key
+from app.attestation.runtime_data import tools_digest
+from app.attestation.verifier import verify_maa_token
+from app.devstack.postgres import free_port
+from app.emulator.keystore import key_pem, load_or_create_key
+from app.emulator.server import start_emulator
+from policy.release_policy import build_release_policy, hostdata_of
+from tests.support.canaries import CANARY_GITHUB_TOKEN, assert_no_canary
+from tests.support.mcp_client import mcp_session, text_of
+from tests.support.server_process import ServerProcess
+
+CLIENT_ID = "0f0e0d0c-0b0a-0908-0706-050403020100"
+CCE_POLICY = base64.b64encode(b'package policy\napi_version := "0.10.0"\n# mcp-tee e2e\n').decode()
+TAMPERED_POLICY = base64.b64encode(b'package policy\napi_version := "0.10.0"\n# tampered image\n').decode()
+
+
+def fresh_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def unseal_key() -> bytes:
+    return key_pem(load_or_create_key(None))
+
+
+def seal_baseline(emulator, baseline_env: dict[str, str]) -> None:
+    emulator.put_sealed_secret("github-token", baseline_env["GITHUB_TOKEN"].encode())
+    emulator.put_sealed_secret("db-connection-string", baseline_env["DB_CONNECTION_STRING"].encode())
+    emulator.put_sealed_secret("webhook-url", baseline_env["WEBHOOK_URL"].encode())
+
+
+def tee_env(emulator, baseline_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """Endpoints and names only: the sealed secrets are nowhere in the environment."""
+    plaintext = {"GITHUB_TOKEN", "DB_CONNECTION_STRING", "WEBHOOK_URL"}
+    env = {key: value for key, value in baseline_env.items() if key not in plaintext}
+    return {
+        **env,
+        "MCP_TEE_MODE": "tee",
+        "SKR_ENDPOINT": emulator.sidecar_url,
+        "MAA_ENDPOINT": emulator.maa_endpoint,
+        "MAA_ISSUER": emulator.issuer,
+        "AKV_ENDPOINT": emulator.akv_endpoint,
+        "AKV_CA_FILE": str(emulator.ca_file),
+        "SKR_KEY_NAME": emulator.key_name,
+        "IDENTITY_CLIENT_ID": CLIENT_ID,
+        "SKR_RELEASE_DEADLINE_S": "5",
+        **emulator.identity_env,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator(baseline_env, unseal_key):
+    with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as running:
+        seal_baseline(running, baseline_env)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tee_server(emulator, baseline_env, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("tee")
+    server = ServerProcess(tee_env(emulator, baseline_env, MCP_AUDIT_LOG=str(log_dir / "audit.jsonl")),
+                           log_dir=log_dir).start()
+    yield server
+    server.stop()
+
+
+class TestAttestedStatus:
+    async def test_fresh_token_binds_nonce_session_key_and_tools(self, tee_server, emulator):
+        nonce = fresh_nonce()
+        async with mcp_session(tee_server.url) as session:
+            listed = (await session.list_tools()).tools
+            result = await session.call_tool("attestation_status", {"nonce": nonce})
+        body = result.structured_content
+        assert body["running_in_tee"] is True and body["tee_type"] == "sevsnp"
+        assert body["secrets_source"] == "sealed-keyvault" and all(body["secrets_loaded"].values())
+        evidence = body["attestation"]
+        assert evidence["runtime"]["nonce"] == nonce
+        assert evidence["runtime"]["tools_digest"] == tools_digest(listed)
+        claims = verify_maa_token(evidence["token"], issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
+                                  nonce=nonce, expected_runtime=evidence["runtime"])
+        assert claims["x-ms-sevsnpvm-hostdata"] == emulator.hostdata == body["hostdata"]
+
+    async def test_a_nonce_is_single_use_per_session(self, tee_server):
+        nonce = fresh_nonce()
+        async with mcp_session(tee_server.url) as session:
+            first = await session.call_tool("attestation_status", {"nonce": nonce})
+            again = await session.call_tool("attestation_status", {"nonce": nonce})
+        assert first.structured_content["running_in_tee"] is True
+        assert again.is_error and "already used" in text_of(again)
+
+    async def test_without_a_nonce_there_is_no_claim_of_tee(self, tee_server):
+        async with mcp_session(tee_server.url) as session:
+            body = (await session.call_tool("attestation_status", {})).structured_content
+        assert body["running_in_tee"] is False and "nonce" in body["attestation_error"]
+
+    async def test_audit_key_is_derived_from_the_released_key(self, tee_server, unseal_key):
+        async with mcp_session(tee_server.url) as session:
+            body = (await session.call_tool("attestation_status", {})).structured_content
+        derived = derive_audit_signing_key(serialization.load_pem_private_key(unseal_key, None)).public_key()
+        raw = derived.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        assert base64.b64decode(body["audit_public_key"]) == raw
+
+
+class TestUnsealedSecretsServeTools:
+    async def test_tools_use_the_unsealed_credentials(self, tee_server, github_standin):
+        async with mcp_session(tee_server.url) as session:
+            search = await session.call_tool("github_search_issues", {"query": "login"})
+            query = await session.call_tool("query_database", {"sql": "SELECT count(*) FROM issues"})
+        assert not search.is_error and not query.is_error, text_of(search) + text_of(query)
+        assert github_standin.requests[-1]["token"] == CANARY_GITHUB_TOKEN
+
+    def test_no_plaintext_secret_in_the_process_environment(self, tee_server):
+        environ = Path(f"/proc/{tee_server.pid}/environ").read_bytes().decode(errors="replace")
+        assert_no_canary([environ], "/proc/<pid>/environ of the TEE server")
+
+    def test_no_plaintext_secret_in_logs(self, tee_server):
+        assert_no_canary([tee_server.output()], "the TEE server's logs")
+
+
+class TestFailClosedStartup:
+    def start(self, env, tmp_path, *args: str) -> ServerProcess:
+        server = ServerProcess(env, log_dir=tmp_path, args=list(args)).start(wait=False)
+        return server
+
+    def test_plaintext_secret_env_is_refused(self, emulator, baseline_env, tmp_path):
+        server = self.start(tee_env(emulator, baseline_env, GITHUB_TOKEN=CANARY_GITHUB_TOKEN), tmp_path)
+        assert server.wait_exit() == 3
+        assert "plaintext" in server.output() and "GITHUB_TOKEN" in server.output()
+        assert_no_canary([server.output()], "the refusal")
+
+    def test_sidecar_down_past_the_deadline_is_refused(self, emulator, baseline_env, tmp_path):
+        env = tee_env(emulator, baseline_env, SKR_ENDPOINT="http://127.0.0.1:9", SKR_RELEASE_DEADLINE_S="1")
+        server = self.start(env, tmp_path)
+        assert server.wait_exit() == 3 and "key_release" in server.output()
+
+    def test_changed_measurement_gets_no_key(self, baseline_env, unseal_key, tmp_path):
+        """The 'tampered image': the group's hostdata no longer matches the release policy."""
+        port = free_port()
+        pinned = build_release_policy(f"127.0.0.1:{port}", hostdata_of(CCE_POLICY), authority=f"http://127.0.0.1:{port}")
+        with start_emulator(TAMPERED_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key,
+                            release_policy=pinned, port=port) as tampered:
+            seal_baseline(tampered, baseline_env)
+            server = self.start(tee_env(tampered, baseline_env), tmp_path)
+            assert server.wait_exit() == 3
+        assert "key_release" in server.output() and "x-ms-sevsnpvm-hostdata" in server.output()
+        assert_no_canary([server.output()], "the refusal")
+
+    def test_corrupted_ciphertext_is_refused(self, baseline_env, unseal_key, tmp_path):
+        with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as running:
+            seal_baseline(running, baseline_env)
+            running.state.put_secret("github-token", "eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.AAAA.BBBB.CCCC.DDDD")
+            server = self.start(tee_env(running, baseline_env), tmp_path)
+            assert server.wait_exit() == 3
+        assert "unseal:github-token" in server.output()
+
+    async def test_opt_in_degraded_start_disables_only_the_affected_tool(self, baseline_env, unseal_key, tmp_path):
+        with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as running:
+            seal_baseline(running, baseline_env)
+            running.state.put_secret("github-token", "not a JWE at all")
+            server = self.start(tee_env(running, baseline_env), tmp_path, "--no-require-secrets")
+            server.wait_ready()
+            try:
+                async with mcp_session(server.url) as session:
+                    tools = {tool.name for tool in (await session.list_tools()).tools}
+                    body = (await session.call_tool("attestation_status", {"nonce": fresh_nonce()})).structured_content
+            finally:
+                server.stop()
+        assert "github_search_issues" not in tools and "query_database" in tools
+        assert body["disabled_capabilities"]["github_search_issues"] == "unseal:github-token failed"
+        assert "unseal:github-token" in body["tee_steps"]["failed_steps"]
+        assert body["running_in_tee"] is True
