@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the MCP server")
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
+    from app.agent import cli as agent_cli
     from app.attestation import cli as attestation_cli
     from app.capabilities import cli as capabilities_cli
     from app.devstack import cli as devstack_cli
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     capabilities_cli.register(commands)
     attestation_cli.register(commands)
     emulator_cli.register(commands)
+    agent_cli.register(commands)
     return parser
 
 

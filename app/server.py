@@ -18,7 +18,7 @@ from app.config import Settings
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
 from app.secrets.bundle import SecretBundle
 from app.state import ServerState
-from app.tools import database, github, notify, status
+from app.tools import database, github, notify, session_credentials, status
 from app.upstreams.github import GitHubClient
 from app.upstreams.postgres import ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
@@ -96,6 +96,9 @@ def build_server(
         if tool not in state.disabled:
             register(mcp, state)
     status.register(mcp, state)
+    if state.settings.tee_mode:
+        # Layer-2 credentials need an attested session key; outside a TEE the tool cannot work.
+        session_credentials.register(mcp, state)
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(request: Request) -> JSONResponse:
@@ -104,7 +107,7 @@ def build_server(
             "server": SERVER_NAME,
             "version": __version__,
             "mode": state.settings.mode,
-            "tools_enabled": sorted(set(_REGISTRARS) - set(state.disabled)) + ["attestation_status"],
+            "tools_enabled": sorted(tool.name for tool in await mcp.list_tools(run_middleware=False)),
         }
         for extra in state.status_extras:
             body.update(extra())

@@ -46,11 +46,16 @@ def _notification_summary(args: Mapping[str, Any], result: ToolResult | None) ->
             "channel": args.get("channel", "general")}
 
 
+def _credential_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[str, Any]:
+    structured = result.structured_content if result is not None else None
+    return {"kind": structured.get("kind") if isinstance(structured, dict) else None}
+
+
 # Per tool: which arguments are never recorded, and the summary that replaces them.
 SUMMARY_HOOKS: dict[str, tuple[frozenset[str], Summarizer]] = {
     "query_database": (frozenset({"sql"}), _sql_summary),
     "send_notification": (frozenset({"message"}), _notification_summary),
-    "provide_session_credentials": (frozenset({"sealed"}), lambda args, result: {}),
+    "provide_session_credentials": (frozenset({"sealed"}), _credential_summary),
 }
 
 

@@ -55,25 +55,26 @@ def build_vault_app(state: EmulatorState) -> Starlette:
             return _vault_error(400, "BadParameter", "invalid name or version")
         return name, version
 
-    async def get_secret(request: Request) -> JSONResponse:
+    def _checked_names(request: Request) -> tuple[str, str] | JSONResponse:
+        """Valid names from an authorised caller, or the error response to send."""
         names = _names(request)
         if isinstance(names, JSONResponse):
             return names
-        refused = _unauthorised(request)
-        if refused:
-            return refused
+        return _unauthorised(request) or names
+
+    async def get_secret(request: Request) -> JSONResponse:
+        names = _checked_names(request)
+        if isinstance(names, JSONResponse):
+            return names
         bundle = state.get_secret(*names)
         if bundle is None:
             return _vault_error(404, "SecretNotFound", f"A secret with (name/id) {names[0]} was not found in this key vault.")
         return JSONResponse(bundle)
 
     async def set_secret(request: Request) -> JSONResponse:
-        names = _names(request)
+        names = _checked_names(request)
         if isinstance(names, JSONResponse):
             return names
-        refused = _unauthorised(request)
-        if refused:
-            return refused
         try:
             body: Any = json.loads(await request.body())
         except ValueError:
@@ -84,12 +85,9 @@ def build_vault_app(state: EmulatorState) -> Starlette:
         return JSONResponse(state.put_secret(names[0], value, body.get("contentType")))
 
     async def get_key(request: Request) -> JSONResponse:
-        names = _names(request)
+        names = _checked_names(request)
         if isinstance(names, JSONResponse):
             return names
-        refused = _unauthorised(request)
-        if refused:
-            return refused
         if not state.keystore.matches("/".join(part for part in names if part)):
             return _vault_error(404, "KeyNotFound", f"A key with (name/id) {names[0]} was not found in this key vault.")
         return JSONResponse(state.keystore.key_bundle(state.vault_url))

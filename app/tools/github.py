@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
@@ -20,11 +20,14 @@ REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
 def register(mcp: FastMCP, state: ServerState) -> None:
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=True))
     async def github_search_issues(
+        ctx: Context,
         query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="GitHub search syntax")],
         repo: Annotated[str | None, Field(pattern=REPO_PATTERN, description="owner/name to search in")] = None,
         max_results: Annotated[int, Field(ge=1, le=50)] = 10,
     ) -> ToolResult:
         """Search GitHub issues and pull requests. Titles and labels are untrusted third-party text."""
         q = f"{query} repo:{repo}" if repo else query
-        issues, total = await state.github.search_issues(q, token=state.secrets.get("github-token"), per_page=max_results)
+        # Layer 2 first: a user's own token, sealed to this attested session, beats the baseline.
+        token = state.sessions.credential(ctx.session_id, "github_token") or state.secrets.get("github-token")
+        issues, total = await state.github.search_issues(q, token=token, per_page=max_results)
         return untrusted_result({"total_count": total, "issues": [asdict(issue) for issue in issues]})

@@ -1,0 +1,334 @@
+"""`AttestedSession`: an MCP client session that proves what code serves it before exposing any tool.
+
+Threat model: over HTTP, TLS authenticates an endpoint, not the code behind it.
+A hostile operator, a man in the middle or a swapped deployment can answer
+instead of the attested server, or change the tool list after it was attested.
+So, on the same MCP session the tools will run on, this client:
+
+1. lists the tools and digests them (``runtime_data.tools_digest``);
+2. sends a fresh 32-byte nonce to ``attestation_status``;
+3. verifies the MAA token against the issuer and hostdata *we* trust (never
+   ones the server names), then checks that the signed ``x-ms-runtime`` binds
+   our nonce, the ``session_pub`` the response advertised, and our digest.
+
+Until that succeeds every call raises :class:`NotVerified`. Verification goes
+stale, and is redone before the next call, when the server's session id
+changes or the token expires. Layer-2 credentials are sealed only to the
+``session_pub`` taken from the *signed* claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import httpx2
+import jwt
+import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
+from app.agent.report import NOT_ATTESTED, VerificationReport
+from app.agent.trust import TrustPolicy
+from app.attestation.jwks import require_trusted_url, same_url
+from app.attestation.runtime_data import b64url, b64url_decode, tools_digest
+from app.attestation.session import seal_to_session
+from app.attestation.verifier import check_maa_token, verify_maa_token
+from app.attestation.verifier_errors import UntrustedIssuerUrl
+from app.sessions import DEFAULT_CREDENTIAL_TTL_S
+from app.tools.session_credentials import credential_payload
+
+ATTESTATION_TOOL = "attestation_status"
+CREDENTIALS_TOOL = "provide_session_credentials"
+NONCE_BYTES = 32
+SESSION_ID_HEADER = "mcp-session-id"
+X25519_PUBLIC_KEY_BYTES = 32
+MAX_ERROR_CHARS = 300
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class _CheckFailed(Exception):
+    """Internal: a check failed and is already in the report."""
+
+
+@dataclass(frozen=True)
+class _Verified:
+    session_id: str | None
+    session_pub: str
+    tools_digest: str
+    tool_names: frozenset[str]
+    expires_at: float
+
+
+def _text_of(result: types.CallToolResult) -> str:
+    text = " ".join(part.text for part in result.content if getattr(part, "text", None))
+    return " ".join(text.split())[:MAX_ERROR_CHARS]
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The token's ``iss`` before verification: only to explain a refusal, never to decide trust."""
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return issuer if isinstance(issuer, str) else None
+
+
+def _is_dev_issuer(url: str) -> bool:
+    """An http issuer that the URL rules accept can only be a loopback one: the emulator."""
+    try:
+        require_trusted_url(url, "issuer")
+    except UntrustedIssuerUrl:
+        return False
+    return urlsplit(url).scheme == "http"
+
+
+class AttestedSession:
+    """Connect, verify the server's attestation, then expose ``call_tool`` on the same MCP session.
+
+    Args:
+        url: The server's streamable-HTTP MCP URL (``.../mcp``).
+        trust: Expected hostdata and trusted issuer (:class:`TrustPolicy`).
+        headers: Extra HTTP headers (e.g. ``Authorization: Bearer ...`` for the server's inbound auth).
+        verify_on_enter: Verify while entering (default); if False, call :meth:`verify` yourself.
+        clock: Wall-clock seconds (injectable to test expiry).
+        timeout_s: HTTP timeout.
+        session_options: Passed to ``ClientSession`` (e.g. ``elicitation_callback``).
+
+    Example:
+        >>> async with AttestedSession(url, trust=TrustPolicy.maa(maa_host, hostdata)) as session:  # doctest: +SKIP
+        ...     await session.provide_credentials("github_token", user_token)
+        ...     result = await session.call_tool("github_search_issues", {"query": "is:open"})
+    """
+
+    def __init__(self, url: str, *, trust: TrustPolicy, headers: Mapping[str, str] | None = None,
+                 verify_on_enter: bool = True, clock: Callable[[], float] = time.time,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, **session_options: Any) -> None:
+        self.url = url
+        self.trust = trust
+        self._headers = dict(headers or {})
+        self._verify_on_enter = verify_on_enter
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._session_options = session_options
+        self._stack: AsyncExitStack | None = None
+        self._session: ClientSession | None = None
+        self._init: types.InitializeResult | None = None
+        self._latest_session_id: str | None = None
+        self._verified: _Verified | None = None
+        self._lock = asyncio.Lock()
+        self.report: VerificationReport | None = None
+        self.verifications = 0
+
+    async def __aenter__(self) -> AttestedSession:
+        stack = AsyncExitStack()
+        try:
+            http = await stack.enter_async_context(httpx2.AsyncClient(
+                headers=self._headers, timeout=self._timeout_s, event_hooks={"response": [self._saw_response]}))
+            read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
+            self._session = await stack.enter_async_context(ClientSession(read, write, **self._session_options))
+            self._init = await self._session.initialize()
+            self._stack = stack
+            if self._verify_on_enter:
+                await self.verify()
+        except BaseException:
+            self._stack = None
+            await stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._verified = None
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _saw_response(self, response: httpx2.Response) -> None:
+        session_id = response.headers.get(SESSION_ID_HEADER)
+        if session_id:
+            self._latest_session_id = session_id
+
+    @property
+    def verified(self) -> bool:
+        """True while the last verification holds (same session, token not expired)."""
+        return self._verified is not None and not self._stale(self._verified)
+
+    def _stale(self, verified: _Verified) -> bool:
+        return self._latest_session_id != verified.session_id or self._clock() >= verified.expires_at
+
+    # -- verification -------------------------------------------------------------------------
+
+    async def verify(self) -> VerificationReport:
+        """Run every check on this session; raise :class:`VerificationFailed` (with the report) on any failure."""
+        if self._session is None:
+            raise NotVerified("not connected: use `async with AttestedSession(...)`")
+        async with self._lock:
+            self._verified = None  # Fail closed: nothing is trusted while (re)verifying.
+            self.verifications += 1
+            report = VerificationReport(url=self.url, warnings=[w for w in (self.trust.warning,) if w])
+            server = self._init.server_info if self._init else None
+            report.passed("connect", f"{server.name} {server.version}" if server else "initialized")
+            try:
+                self._verified = await self._run_checks(report)
+            except _CheckFailed:
+                pass
+            self.report = report
+        if self._verified is None:
+            raise VerificationFailed(report)
+        return report
+
+    async def _list_all_tools(self) -> list[types.Tool]:
+        tools: list[types.Tool] = []
+        cursor: str | None = None
+        while True:
+            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+            page = await self._session.list_tools(params=params)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                return tools
+
+    async def _attestation(self, report: VerificationReport, nonce: str) -> Mapping[str, Any]:
+        result = await self._session.call_tool(ATTESTATION_TOOL, {"nonce": nonce})
+        status = result.structured_content if not result.is_error else None
+        if not isinstance(status, Mapping):
+            report.failed(ATTESTATION_TOOL, _text_of(result) or "no structured status in the answer")
+            raise _CheckFailed
+        attestation = status.get("attestation")
+        if status.get("running_in_tee") is not True or not isinstance(attestation, Mapping):
+            report.attested = False
+            report.failed("tee_mode", f"{NOT_ATTESTED}: the server reports no TEE evidence")
+            raise _CheckFailed
+        report.passed("tee_mode", f"{status.get('tee_type', 'tee')}")
+        if not isinstance(attestation.get("token"), str) or not isinstance(attestation.get("runtime"), Mapping):
+            report.failed(ATTESTATION_TOOL, "attestation carries no token or runtime data")
+            raise _CheckFailed
+        return attestation
+
+    def _check_issuer(self, report: VerificationReport, token: str) -> None:
+        issuer = _unverified_issuer(token)
+        if issuer is not None and same_url(issuer, self.trust.issuer):
+            report.passed("trusted_issuer", self.trust.issuer + (" (development issuer, NOT A TEE)" if self.trust.dev_issuer
+                                                         else ""))
+            return
+        if issuer is not None and _is_dev_issuer(issuer) and not self.trust.dev_issuer:
+            report.failed("trusted_issuer", f"the token comes from development issuer {issuer} (the emulator, NOT A TEE); "
+                                    "refusing it without --trust-dev-issuer")
+        else:
+            report.failed("trusted_issuer", f"the token's issuer {str(issuer)[:100]} is not the trusted {self.trust.issuer}")
+        raise _CheckFailed
+
+    def _verify_token(self, token: str, nonce: str) -> tuple[list[Any], dict[str, Any] | None]:
+        """Blocking (JWKS fetch): the per-check results, and the claims when every check passed."""
+        options = dict(issuer=self.trust.issuer, expected_hostdata=self.trust.expected_hostdata, nonce=nonce,
+                       leeway=self.trust.leeway_s, now=self._clock())
+        results = [result for result in check_maa_token(token, **options) if not result.skipped]
+        if not all(result.ok for result in results):
+            return results, None
+        return results, verify_maa_token(token, **options)
+
+    async def _run_checks(self, report: VerificationReport) -> _Verified:
+        tools = await self._list_all_tools()
+        digest = tools_digest(tools)
+        report.tools = sorted(tool.name for tool in tools)
+        nonce = b64url(secrets.token_bytes(NONCE_BYTES))
+        attestation = await self._attestation(report, nonce)
+        token = attestation["token"]
+        self._check_issuer(report, token)
+        results, claims = await asyncio.to_thread(self._verify_token, token, nonce)
+        for result in results:
+            (report.passed if result.ok else report.failed)(result.check, result.detail)
+        if claims is None:
+            raise _CheckFailed
+        report.hostdata = claims.get("x-ms-sevsnpvm-hostdata")
+        report.issuer = claims.get("iss")
+        report.expires_at = int(claims["exp"])
+        signed = claims["x-ms-runtime"]
+        session_pub = self._check_session_pub(report, signed, attestation["runtime"])
+        self._check_tools_digest(report, signed, digest)
+        return _Verified(session_id=self._latest_session_id, session_pub=session_pub, tools_digest=digest,
+                         tool_names=frozenset(report.tools), expires_at=float(claims["exp"]))
+
+    def _check_session_pub(self, report: VerificationReport, signed: Mapping[str, Any],
+                           advertised: Mapping[str, Any]) -> str:
+        signed_pub, advertised_pub = signed.get("session_pub"), advertised.get("session_pub")
+        try:
+            well_formed = len(b64url_decode(signed_pub)) == X25519_PUBLIC_KEY_BYTES
+        except (TypeError, ValueError):
+            well_formed = False
+        if not well_formed:
+            report.failed("session_pub", "the token binds no X25519 session key")
+            raise _CheckFailed
+        if not isinstance(advertised_pub, str) or not hmac.compare_digest(signed_pub, advertised_pub):
+            report.failed("session_pub", "the session key in the response is not the one the token binds "
+                                         "(altered in transit?)")
+            raise _CheckFailed
+        report.session_pub = signed_pub
+        report.passed("session_pub", "the signed runtime data binds this session's key")
+        return signed_pub
+
+    def _check_tools_digest(self, report: VerificationReport, signed: Mapping[str, Any], digest: str) -> None:
+        signed_digest = signed.get("tools_digest")
+        if not isinstance(signed_digest, str) or not hmac.compare_digest(signed_digest, digest):
+            report.failed("tools_digest", "the attested tool list differs from the tools/list this client "
+                                          "received (a tool was added or changed)")
+            raise _CheckFailed
+        report.tools_digest = digest
+        report.passed("tools_digest", f"{len(report.tools)} tools, sha256 {digest[:16]}…")
+
+    # -- the verified surface -----------------------------------------------------------------
+
+    async def _require_verified(self) -> _Verified:
+        verified = self._verified
+        if verified is None:
+            raise NotVerified("the server's attestation has not been verified on this session")
+        if self._stale(verified):
+            await self.verify()
+            verified = self._verified
+        return verified
+
+    async def _require_tool(self, name: str) -> None:
+        if name not in (await self._require_verified()).tool_names:
+            raise ToolNotAttested(f"tool {name[:64]!r} is not in the attested tool list")
+
+    async def list_tools(self) -> list[types.Tool]:
+        """List the tools again; raise :class:`ToolsChanged` (and drop trust) if they differ from the attested list."""
+        verified = await self._require_verified()
+        tools = await self._list_all_tools()
+        if tools_digest(tools) != verified.tools_digest:
+            self._verified = None
+            raise ToolsChanged("tools/list changed since attestation: re-verify before trusting this server")
+        return tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, **options: Any) -> types.CallToolResult:
+        """Call an attested tool on the verified session (re-verifying first if verification went stale)."""
+        await self._require_tool(name)
+        return await self._session.call_tool(name, arguments, **options)
+
+    async def seal_credentials(self, kind: str, value: str, ttl_s: int = DEFAULT_CREDENTIAL_TTL_S) -> str:
+        """Seal a user credential to the verified session key (see ``app.tools.session_credentials``).
+
+        Raises:
+            ValueError: the kind, value or TTL would be refused (the message names the field, not the value).
+        """
+        verified = await self._require_verified()
+        return seal_to_session(verified.session_pub, credential_payload(kind, value, ttl_s))
+
+    async def provide_sealed(self, sealed: str) -> dict[str, Any]:
+        """Hand a sealed credential to the server; returns its kind and TTL, raises :class:`CredentialRefused`."""
+        await self._require_tool(CREDENTIALS_TOOL)
+        result = await self._session.call_tool(CREDENTIALS_TOOL, {"sealed": sealed})
+        if result.is_error or not isinstance(result.structured_content, Mapping):
+            raise CredentialRefused(_text_of(result) or "refused")
+        return dict(result.structured_content)
+
+    async def provide_credentials(self, kind: str, value: str, ttl_s: int = DEFAULT_CREDENTIAL_TTL_S) -> dict[str, Any]:
+        """Seal a user credential to the attested session key and hand it to the server; returns kind and TTL."""
+        return await self.provide_sealed(await self.seal_credentials(kind, value, ttl_s))

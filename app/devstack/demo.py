@@ -1,0 +1,169 @@
+"""`make demo`: the whole trust chain offline, then the refusal when the measurement changes.
+
+Every step runs the real CLI in its own process (emulator, seal, serve, verify),
+exactly as an operator would; only the endpoints are local. NOT A TEE.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.devstack.postgres import LocalPostgres, PostgresUnavailable, free_port
+from app.devstack.standins import GitHubStandIn, WebhookSink
+from app.devstack.threaded import ThreadedServer
+
+DEMO_DIR = Path(".mcp-tee") / "demo"
+IMAGE_V1 = b'package policy\napi_version := "0.10.0"\n# demo image v1 (sha256:1111...)\n'
+IMAGE_TAMPERED = b'package policy\napi_version := "0.10.0"\n# demo image with a backdoor (sha256:6666...)\n'
+READY_TIMEOUT_S = 30.0
+
+
+def step(number: int, text: str) -> None:
+    print(f"\n\033[1m[{number}] {text}\033[0m", flush=True)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        values[name] = value.strip("'")
+    return values
+
+
+def start_emulator(state: Path, port: int, policy: bytes) -> tuple[subprocess.Popen, dict[str, str]]:
+    (state / "cce-policy.b64").write_text(base64.b64encode(policy).decode())
+    env_file = state / "emulator.env"
+    env_file.unlink(missing_ok=True)
+    process = subprocess.Popen(cli("emulator", "--port", str(port), "--cce-policy", str(state / "cce-policy.b64"),
+                                   "--state-dir", str(state)))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not env_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the emulator did not start")
+        time.sleep(0.1)
+    return process, read_env_file(env_file)
+
+
+def seal_secrets(emulator_env: dict[str, str], values: dict[str, str]) -> None:
+    env = {**os.environ, **{k: v for k, v in emulator_env.items() if k.startswith("IDENTITY_")}}
+    for name, value in values.items():
+        subprocess.run(
+            cli("seal", "--vault", f"https://{emulator_env['AKV_ENDPOINT']}", "--key", emulator_env["SKR_KEY_NAME"],
+                "--name", name, "--ca-file", emulator_env["AKV_CA_FILE"],
+                "--identity-client-id", emulator_env["IDENTITY_CLIENT_ID"]),
+            input=value.encode(), env=env, check=True,
+        )
+        print(f"    sealed {name} (value read from stdin, never argv)")
+
+
+def server_env(emulator_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "DB_CONNECTION_STRING", "WEBHOOK_URL")}
+    pinned = {k: v for k, v in emulator_env.items() if k != "EXPECTED_HOSTDATA"}
+    return {**base, **pinned, **extra, "MCP_TEE_MODE": "tee", "SKR_RELEASE_DEADLINE_S": "5"}
+
+
+def wait_ready(process: subprocess.Popen, url: str) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return False
+
+
+def verify(mcp_url: str, emulator_env: dict[str, str], user_token: str) -> int:
+    """The verifying agent: checks, seals the user's token, searches with it, and proves isolation."""
+    return subprocess.run(
+        cli("agent", mcp_url, "--trust-dev-issuer", emulator_env["MAA_ISSUER"],
+            "--expect-hostdata", emulator_env["EXPECTED_HOSTDATA"], "--github-token-stdin", "--check-isolation",
+            "--call", "github_search_issues", "--arguments", '{"query": "login"}'),
+        input=user_token.encode(),
+    ).returncode
+
+
+def main() -> int:
+    print("NOT A TEE: this demo runs the attestation emulator on loopback. It shows the protocol, not the hardware.")
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    emulator_dir = DEMO_DIR / "emulator"
+    emulator_dir.mkdir(parents=True)
+    emulator_port, server_port = free_port(), free_port()
+    mcp_url = f"http://127.0.0.1:{server_port}/mcp"
+    cleanup: list = []
+    try:
+        step(1, "Local upstreams: Postgres (demo schema, read-only role), GitHub and webhook stand-ins")
+        baseline_token, user_token = f"ghp_demo{secrets.token_hex(16)}", f"ghp_user{secrets.token_hex(16)}"
+        github_standin = GitHubStandIn(tokens={baseline_token, user_token})
+        github = ThreadedServer(github_standin.app).start()
+        hook_path = f"/hooks/{secrets.token_urlsafe(12)}"
+        sink = ThreadedServer(WebhookSink(path=hook_path, echo=True).app).start()
+        cleanup += [github.stop, sink.stop]
+        values = {"github-token": baseline_token, "webhook-url": f"{sink.url}{hook_path}"}
+        try:
+            postgres = LocalPostgres(DEMO_DIR / "pg")
+            postgres.start()
+            cleanup.append(postgres.stop)
+            values["db-connection-string"] = postgres.provision_demo(reader_password=secrets.token_urlsafe(18))
+        except PostgresUnavailable as exc:
+            print(f"    no Postgres ({exc}); query_database will stay disabled")
+
+        step(2, "Start the attestation emulator with CCE policy 'image v1' (the key's release policy pins its hostdata)")
+        emulator, emulator_env = start_emulator(emulator_dir, emulator_port, IMAGE_V1)
+        cleanup.append(emulator.terminate)
+        print(f"    hostdata = {emulator_env['EXPECTED_HOSTDATA']}")
+
+        step(3, "Seal the baseline secrets to the release key and store them as Key Vault secrets")
+        seal_secrets(emulator_env, values)
+
+        step(4, "Start the server in TEE mode: key release -> read sealed secrets -> unseal in memory")
+        extra = {"GITHUB_API_URL": github.url, "MCP_AUDIT_LOG": str(DEMO_DIR / "audit.jsonl")}
+        server = subprocess.Popen(cli("serve", "--port", str(server_port)), env=server_env(emulator_env, extra))
+        cleanup.append(server.terminate)
+        if not wait_ready(server, f"http://127.0.0.1:{server_port}"):
+            raise SystemExit("the server did not start")
+
+        step(5, "The agent verifies the attestation, then seals a user's GitHub token to the attested session key")
+        verified = verify(mcp_url, emulator_env, user_token)
+        used_user_token = any(seen["token"] == user_token for seen in github_standin.requests)
+        print(f"    agent exit code {verified} ({'trusted' if verified == 0 else 'NOT trusted'}); "
+              f"GitHub stand-in saw the user's own token: {'yes' if used_user_token else 'NO'}")
+        server.terminate()
+        server.wait(timeout=15)
+        emulator.terminate()
+        emulator.wait(timeout=15)
+
+        step(6, "Tamper: the emulator now measures a different image; the release policy still pins image v1")
+        emulator, emulator_env = start_emulator(emulator_dir, emulator_port, IMAGE_TAMPERED)
+        cleanup.append(emulator.terminate)
+        print(f"    hostdata = {emulator_env['EXPECTED_HOSTDATA']} (changed)")
+        refused = subprocess.run(cli("serve", "--port", str(server_port)), env=server_env(emulator_env, extra),
+                                 timeout=60)
+        print(f"    server exit code {refused.returncode}: "
+              f"{'release refused, no secrets, no server' if refused.returncode == 3 else 'UNEXPECTED'}")
+        return 0 if verified == 0 and used_user_token and refused.returncode == 3 else 1
+    finally:
+        for stop in reversed(cleanup):
+            try:
+                stop()
+            except Exception:  # best effort: the demo is ending anyway
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
