@@ -19,6 +19,7 @@ from app.attestation.provider import TeeAttestation
 from app.config import ConfigError, Settings
 from app.secrets.bundle import SecretBundle
 from app.secrets.sealed import TeeStartup
+from app.sessions import ForgetEndedSessions
 from app.server import MCP_PATH, build_server, build_state
 from app.state import ServerState
 
@@ -53,6 +54,7 @@ class AssembledServer:
                     await self.aclose()
 
         app.router.lifespan_context = lifespan
+        app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
         auth = self.state.settings.auth
         return protect_app(app, auth) if auth is not None else app
 
