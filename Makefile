@@ -21,3 +21,20 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mcp-tee .pytest_cache .hypothesis
+
+demo: $(STAMP)
+	$(BIN)/python -m app.devstack.demo
+
+# Heavy suites, not part of `make test`: they start their own Postgres, stand-ins and server.
+SESSIONS ?= 200
+CALLS ?= 50
+DURATION ?= 60
+
+load: $(STAMP)
+	$(BIN)/python bench/load.py --sessions $(SESSIONS) --calls $(CALLS)
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --duration $(DURATION)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Callable
 
@@ -108,7 +109,10 @@ def build_server(
             "version": __version__,
             "mode": state.settings.mode,
             "tools_enabled": sorted(tool.name for tool in await mcp.list_tools(run_middleware=False)),
+            "tasks": len(asyncio.all_tasks()),  # for leak checks under soak
         }
+        if state.database is not None:
+            body["pool"] = state.database.stats()
         for extra in state.status_extras:
             body.update(extra())
         return JSONResponse(body)

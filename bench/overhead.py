@@ -142,13 +142,18 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def _report(samples: dict[str, list[float]]) -> None:
-    stats = {}
-    for name, values in samples.items():
-        stats[name] = {"p50": _percentile(values, 0.50) * 1000, "p99": _percentile(values, 0.99) * 1000,
-                       "rps": len(values) / sum(values), "mean": statistics.fmean(values) * 1000}
-        print(f"{name:>5}: p50 {stats[name]['p50']:.2f} ms  p99 {stats[name]['p99']:.2f} ms  "
-              f"throughput {stats[name]['rps']:.0f} calls/s  (n={len(values)})")
+def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per server: p50/p95/p99 and mean in ms, and throughput in calls/s (sequential calls)."""
+    return {name: {"p50": _percentile(values, 0.50) * 1000, "p95": _percentile(values, 0.95) * 1000,
+                   "p99": _percentile(values, 0.99) * 1000, "rps": len(values) / sum(values),
+                   "mean": statistics.fmean(values) * 1000, "n": len(values)}
+            for name, values in samples.items()}
+
+
+def _report(stats: dict[str, dict[str, float]]) -> None:
+    for name, row in stats.items():
+        print(f"{name:>5}: p50 {row['p50']:.2f} ms  p99 {row['p99']:.2f} ms  "
+              f"throughput {row['rps']:.0f} calls/s  (n={row['n']})")
     for metric in ("p50", "p99"):
         ratio = stats["full"][metric] / stats["bare"][metric]
         verdict = "ok" if ratio <= TARGET_RATIO else f"above the {TARGET_RATIO:.2f}x target"
@@ -156,17 +161,8 @@ def _report(samples: dict[str, list[float]]) -> None:
     print(f"ratio full/bare throughput: {stats['full']['rps'] / stats['bare']['rps']:.3f}x")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=500, help="measured calls per server")
-    parser.add_argument("--serve", choices=("bare", "full"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--state", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        _serve(args.serve, args.port, Path(args.state))
-        return 0
-
+def run(calls: int) -> dict[str, list[float]]:
+    """Start both servers, measure `calls` alternating calls on each, stop them; returns seconds per call."""
     with tempfile.TemporaryDirectory() as state_dir:
         state = Path(state_dir)
         ports = {"bare": _free_port(), "full": _free_port()}
@@ -181,12 +177,25 @@ def main() -> int:
             token = DevIssuer(state / "dev-issuer").mint(scopes=["mcp:read"], audience=f"http://127.0.0.1:{ports['full']}/mcp")
             urls = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
             headers = {"bare": {}, "full": {"Authorization": f"Bearer {token}"}}
-            samples = asyncio.run(_measure(urls, headers, args.calls))
+            return asyncio.run(_measure(urls, headers, calls))
         finally:
             for process in processes.values():
                 process.terminate()
                 process.wait(10)
-    _report(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500, help="measured calls per server")
+    parser.add_argument("--serve", choices=("bare", "full"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve, args.port, Path(args.state))
+        return 0
+
+    _report(summarize(run(args.calls)))
     return 0
 
 

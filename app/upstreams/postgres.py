@@ -92,8 +92,8 @@ class ReadOnlyDatabase:
         try:
             async with self._pool.connection() as conn:
                 async with conn.transaction():
-                    await _set_local_limits(conn, self._statement_timeout_ms)
-                    return await _fetch_capped(conn, sql, max_rows)
+                    await set_local_limits(conn, self._statement_timeout_ms)
+                    return await fetch_capped(conn, sql, max_rows)
         except _PRIVILEGE_ERRORS:
             raise CapabilityDenied("the database refused this query: the server's role is read-only") from None
         except pg_errors.QueryCanceled:
@@ -115,7 +115,7 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
     await conn.set_read_only(True)
 
 
-async def _set_local_limits(conn: psycopg.AsyncConnection, statement_timeout_ms: int) -> None:
+async def set_local_limits(conn: psycopg.AsyncConnection, statement_timeout_ms: int) -> None:
     for setting, value in (
         ("statement_timeout", statement_timeout_ms),
         ("lock_timeout", LOCK_TIMEOUT_MS),
@@ -124,7 +124,7 @@ async def _set_local_limits(conn: psycopg.AsyncConnection, statement_timeout_ms:
         await conn.execute("SELECT set_config(%s, %s, true)", (setting, f"{int(value)}ms"))
 
 
-async def _fetch_capped(conn: psycopg.AsyncConnection, sql: str, max_rows: int) -> QueryResult:
+async def fetch_capped(conn: psycopg.AsyncConnection, sql: str, max_rows: int) -> QueryResult:
     # A named cursor is DECLAREd server-side over the extended protocol: one statement, streamed.
     async with conn.cursor(name="mcp_tee_query") as cursor:
         await cursor.execute(sql.replace("%", "%%"), ())

@@ -1,0 +1,157 @@
+"""Shared bench plumbing: a throwaway Postgres, stand-ins in their own process, the server, /proc readings.
+
+Everything listens on 127.0.0.1. The stand-ins run in a separate process so that their work
+does not share the load generator's interpreter lock; the server is the real `mcp-tee serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app.capabilities.dev_issuer import DevIssuer  # noqa: E402
+from app.devstack.postgres import LocalPostgres  # noqa: E402
+from tests.support.server_process import ServerProcess  # noqa: E402
+
+STANDIN_START_S = 15.0
+WEBHOOK_PATH = "/hooks/bench/" + "x" * 24
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of `values` (0 for an empty list)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    """p50/p95/p99 and mean in milliseconds, plus the count."""
+    return {"n": len(seconds), **{f"p{int(q * 100)}": percentile(seconds, q) * 1000 for q in (0.50, 0.95, 0.99)},
+            "mean": (sum(seconds) / len(seconds) * 1000) if seconds else 0.0}
+
+
+@contextlib.contextmanager
+def local_postgres(workdir: Path) -> Iterator[tuple[LocalPostgres, str]]:
+    """A fresh cluster with the demo schema; yields it and the least-privilege reader's DSN."""
+    workdir.chmod(0o755)  # the unprivileged Postgres user must reach the cluster directory
+    cluster = LocalPostgres(workdir / "pg")
+    cluster.start()
+    try:
+        yield cluster, cluster.provision_demo(reader_password=secrets.token_urlsafe(18))
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def standins(github_token: str) -> Iterator[dict[str, str]]:
+    """GitHub stand-in and webhook sink in a child process; yields their URLs."""
+    child = subprocess.Popen([sys.executable, __file__, "--serve-standins"], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_GITHUB_TOKEN": github_token})
+    try:
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError("the stand-ins did not start")
+        yield json.loads(line)
+    finally:
+        child.stdin.close()
+        child.wait(STANDIN_START_S)
+
+
+def _serve_standins() -> None:
+    from app.devstack.standins import GitHubStandIn, WebhookSink
+    from app.devstack.threaded import ThreadedServer
+
+    github = GitHubStandIn(tokens={os.environ["BENCH_GITHUB_TOKEN"]})
+    sink = WebhookSink(path=WEBHOOK_PATH)
+    with ThreadedServer(github.app) as github_server, ThreadedServer(sink.app) as sink_server:
+        print(json.dumps({"github": github_server.url, "webhook": sink_server.url + WEBHOOK_PATH}), flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+@contextlib.contextmanager
+def upstreams(workdir: Path) -> Iterator[dict[str, str]]:
+    """Postgres and both stand-ins; yields the server env whose secrets point at them."""
+    token = "ghp_bench" + secrets.token_hex(16)
+    with local_postgres(workdir) as (_, reader_dsn), standins(token) as urls:
+        yield {"GITHUB_TOKEN": token, "GITHUB_API_URL": urls["github"], "DB_CONNECTION_STRING": reader_dsn,
+               "WEBHOOK_URL": urls["webhook"]}
+
+
+class BenchServer(ServerProcess):
+    """`mcp-tee serve` with the dev issuer on, so every call pays for bearer verification.
+
+    Args:
+        env: Upstream env from `upstreams`.
+        workdir: Holds the policy, the audit log, the issuer keys and the server log.
+        policy_text: The capability policy to run under.
+    """
+
+    def __init__(self, env: dict[str, str], workdir: Path, policy_text: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "capabilities.toml").write_text(policy_text)
+        self.audit_path = workdir / "audit.jsonl"
+        super().__init__({**env, "MCP_CAPABILITY_POLICY": str(workdir / "capabilities.toml"),
+                          "MCP_AUDIT_LOG": str(self.audit_path), "MCP_AUTH_ISSUER": "dev",
+                          "MCP_DEV_ISSUER_DIR": str(workdir / "issuer"), "MCP_LOG_LEVEL": "WARNING"},
+                         log_dir=workdir)
+        self.set_env(MCP_AUTH_AUDIENCE=self.url)
+        self._issuer_dir = workdir / "issuer"
+
+    def bearer(self, subject: str, scopes: tuple[str, ...] = ("mcp:read",)) -> dict[str, str]:
+        token = DevIssuer(self._issuer_dir).mint(scopes=list(scopes), audience=self.url, subject=subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.base_url}/healthz", timeout=5).json()
+
+    def proc_status(self) -> dict[str, int]:
+        """VmRSS / VmHWM (KiB) and Threads from /proc, plus the open fd count."""
+        fields = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM", "Threads"):
+                fields[name] = int(value.split()[0])
+        fields["fds"] = len(os.listdir(f"/proc/{self.pid}/fd"))
+        return fields
+
+
+def verify_audit(path: Path, public_key: str) -> tuple[bool, str]:
+    """Run the real `mcp-tee audit verify`; returns (ok, its message)."""
+    result = subprocess.run([sys.executable, "-m", "app.cli", "audit", "verify", str(path), "--public-key", public_key],
+                            capture_output=True, text=True, cwd=ROOT)
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
+
+
+def audit_records(path: Path) -> tuple[list[dict], int]:
+    """Parsed audit lines and the number of torn (unparseable or unterminated) lines."""
+    data = path.read_bytes()
+    torn = 0 if data.endswith(b"\n") or not data else 1
+    records = []
+    for line in data.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            torn += 1
+    return records, torn
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix=f"mcp-tee-{prefix}-")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve-standins"]:
+    _serve_standins()
