@@ -8,11 +8,13 @@ only (no Unix socket) with scram-sha-256 passwords for every role.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +32,11 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path | None:
-    """Locate initdb/pg_ctl: $PG_BINDIR, then `pg_config --bindir`, then Debian's versioned dirs."""
-    candidates = [os.environ.get("PG_BINDIR", "")]
+    """Locate initdb/pg_ctl: $PG_BINDIR when set (and only it), else `pg_config --bindir`, else Debian's dirs."""
+    if os.environ.get("PG_BINDIR"):
+        explicit = Path(os.environ["PG_BINDIR"])
+        return explicit if (explicit / "initdb").exists() and (explicit / "pg_ctl").exists() else None
+    candidates = []
     if shutil.which("pg_config"):
         result = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
         candidates.append(result.stdout.strip())
@@ -49,10 +54,13 @@ def free_port() -> int:
 
 
 class LocalPostgres:
-    """One cluster under `base_dir`, reused across runs when it already exists.
+    """One cluster for `base_dir`, reused across runs when it already exists.
 
     Args:
-        base_dir: Holds `data/`, the log and the superuser password (mode 0600).
+        base_dir: Holds the superuser password (mode 0600) and, when the unprivileged
+            user can reach it, `data/` and the log; otherwise those live in a private
+            directory under the system temp dir (a root-only home, such as /root, is not
+            traversable by `nobody`).
         port: TCP port on 127.0.0.1; a free one when None.
 
     Example:
@@ -66,7 +74,8 @@ class LocalPostgres:
             raise PostgresUnavailable("no PostgreSQL server binaries found (pg_config --bindir, PG_BINDIR)")
         self.bindir = bindir
         self.base_dir = base_dir.resolve()
-        self.data_dir = self.base_dir / "data"
+        self.run_dir = _reachable_run_dir(self.base_dir)
+        self.data_dir = self.run_dir / "data"
         self.port = port or free_port()
         self._password_file = self.base_dir / "superuser.password"
 
@@ -81,7 +90,7 @@ class LocalPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._pg_ctl(
-            "start", "-w", "-t", "30", "-l", str(self.base_dir / "postgres.log"),
+            "start", "-w", "-t", "30", "-l", str(self.run_dir / "postgres.log"),
             "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=off "
                   "-c full_page_writes=off -c synchronous_commit=off",
         )
@@ -108,13 +117,14 @@ class LocalPostgres:
 
     def _initdb(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
         self._password_file.write_text(secrets.token_urlsafe(24))
         self._password_file.chmod(0o600)
-        pwfile = self.base_dir / "initdb.pw"  # readable by the unprivileged user only during initdb
+        pwfile = self.run_dir / "initdb.pw"  # readable by the unprivileged user only during initdb
         pwfile.write_text(self.superuser_password)
         try:
-            self._hand_over(pwfile, self.data_dir, self.base_dir)
+            self._hand_over(pwfile, self.data_dir, self.run_dir)
             self._run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8",
                        "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync", "--no-instructions"])
         finally:
@@ -142,6 +152,14 @@ class LocalPostgres:
         for path in paths:
             os.chown(path, user.pw_uid, user.pw_gid)
         paths[-1].chmod(0o755)
+
+
+def _reachable_run_dir(base_dir: Path) -> Path:
+    """`base_dir` if the unprivileged user can traverse to it, else a stable private dir under /tmp."""
+    if os.geteuid() != 0 or all(parent.stat().st_mode & 0o001 for parent in base_dir.parents if parent.exists()):
+        return base_dir
+    digest = hashlib.sha256(str(base_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"mcp-tee-pg-{digest}"
 
 
 def _sql_resource(name: str) -> str:
