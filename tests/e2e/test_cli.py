@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from app.cli import main, refuse_exposed_bind_without_auth
+from app.config import load_settings
 from tests.support.canaries import assert_no_canary
 from tests.support.mcp_client import mcp_session
 from tests.support.server_process import ServerProcess
@@ -22,16 +24,36 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 class TestBinding:
-    @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
-    def test_refuses_a_non_loopback_address_without_auth(self, host, baseline_env):
-        result = run_cli("serve", "--host", host, "--port", "1", env={"PATH": "/usr/bin:/bin", **baseline_env})
+    def test_the_cli_refuses_a_non_loopback_address_without_auth(self, baseline_env):
+        result = run_cli("serve", "--host", "0.0.0.0", "--port", "1", env={"PATH": "/usr/bin:/bin", **baseline_env})
         assert result.returncode == 2
         assert "refusing to listen" in result.stderr and "MCP_AUTH_ISSUER" in result.stderr
         assert_no_canary([result.stdout, result.stderr], "the refusal message")
 
-    def test_rejects_an_unknown_mode(self):
-        result = run_cli("serve", env={"PATH": "/usr/bin:/bin", "MCP_TEE_MODE": "maybe"})
-        assert result.returncode == 2 and "MCP_TEE_MODE" in result.stderr
+    @pytest.mark.parametrize("host", ["::", "10.1.2.3", "example.com"])
+    def test_other_exposed_addresses_are_refused_too(self, host, monkeypatch, capsys):
+        monkeypatch.delenv("MCP_AUTH_ISSUER", raising=False)
+        assert main(["serve", "--host", host, "--port", "1"]) == 2
+        assert "refusing to listen" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+    def test_loopback_needs_no_auth(self, host):
+        refuse_exposed_bind_without_auth(load_settings({}, host=host))
+
+    def test_any_address_is_allowed_once_auth_is_configured(self, tmp_path):
+        env = {"MCP_AUTH_ISSUER": "dev", "MCP_DEV_ISSUER_DIR": str(tmp_path), "MCP_AUTH_AUDIENCE": "https://mcp.example.com/mcp"}
+        refuse_exposed_bind_without_auth(load_settings(env, host="0.0.0.0"))
+
+    def test_half_configured_auth_is_refused(self, monkeypatch, capsys):
+        monkeypatch.setenv("MCP_AUTH_ISSUER", "https://login.example.com/")
+        monkeypatch.delenv("MCP_AUTH_JWKS_URL", raising=False)
+        assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+        assert "MCP_AUTH_JWKS_URL" in capsys.readouterr().err
+
+    def test_rejects_an_unknown_mode(self, monkeypatch, capsys):
+        monkeypatch.setenv("MCP_TEE_MODE", "maybe")
+        assert main(["serve", "--port", "1"]) == 2
+        assert "MCP_TEE_MODE" in capsys.readouterr().err
 
 
 class TestDefaultDeny:

@@ -16,6 +16,7 @@ from app.attestation.runtime import derive_audit_signing_key
 from app.attestation.runtime_data import tools_digest
 from app.attestation.verifier import verify_maa_token
 from app.devstack.postgres import free_port
+from app.secrets.sealed import StartupRefused, start_tee
 from app.emulator.keystore import key_pem, load_or_create_key
 from app.emulator.server import start_emulator
 from policy.release_policy import build_release_policy, hostdata_of
@@ -143,30 +144,30 @@ class TestFailClosedStartup:
         assert "plaintext" in server.output() and "GITHUB_TOKEN" in server.output()
         assert_no_canary([server.output()], "the refusal")
 
-    def test_sidecar_down_past_the_deadline_is_refused(self, emulator, baseline_env, tmp_path):
+    async def test_sidecar_down_past_the_deadline_is_refused(self, emulator, baseline_env, caplog):
         env = tee_env(emulator, baseline_env, SKR_ENDPOINT="http://127.0.0.1:9", SKR_RELEASE_DEADLINE_S="1")
-        server = self.start(env, tmp_path)
-        assert server.wait_exit() == 3 and "key_release" in server.output()
+        with pytest.raises(StartupRefused, match="key_release"):
+            await start_tee(env)
 
-    def test_changed_measurement_gets_no_key(self, baseline_env, unseal_key, tmp_path):
+    async def test_changed_measurement_gets_no_key(self, baseline_env, unseal_key, caplog):
         """The 'tampered image': the group's hostdata no longer matches the release policy."""
         port = free_port()
         pinned = build_release_policy(f"127.0.0.1:{port}", hostdata_of(CCE_POLICY), authority=f"http://127.0.0.1:{port}")
         with start_emulator(TAMPERED_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key,
                             release_policy=pinned, port=port) as tampered:
             seal_baseline(tampered, baseline_env)
-            server = self.start(tee_env(tampered, baseline_env), tmp_path)
-            assert server.wait_exit() == 3
-        assert "key_release" in server.output() and "x-ms-sevsnpvm-hostdata" in server.output()
-        assert_no_canary([server.output()], "the refusal")
+            with pytest.raises(StartupRefused, match="key_release.*x-ms-sevsnpvm-hostdata") as refused:
+                await start_tee(tee_env(tampered, baseline_env))
+        assert_no_canary([str(refused.value), caplog.text], "the refusal")
 
-    def test_corrupted_ciphertext_is_refused(self, baseline_env, unseal_key, tmp_path):
+    async def test_corrupted_ciphertext_is_refused(self, baseline_env, unseal_key, monkeypatch):
         with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as running:
+            for name, value in running.identity_env.items():  # azure-identity reads the process env
+                monkeypatch.setenv(name, value)
             seal_baseline(running, baseline_env)
             running.state.put_secret("github-token", "eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.AAAA.BBBB.CCCC.DDDD")
-            server = self.start(tee_env(running, baseline_env), tmp_path)
-            assert server.wait_exit() == 3
-        assert "unseal:github-token" in server.output()
+            with pytest.raises(StartupRefused, match="unseal:github-token"):
+                await start_tee(tee_env(running, baseline_env))
 
     async def test_opt_in_degraded_start_disables_only_the_affected_tool(self, baseline_env, unseal_key, tmp_path):
         with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as running:
