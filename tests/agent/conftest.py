@@ -14,6 +14,7 @@ from app.emulator.server import RunningEmulator, start_emulator
 from tests.agent.proxy import RewritingProxy
 from tests.support.canaries import CANARY_GITHUB_TOKEN
 from tests.support.server_process import ServerProcess
+from tests.support.tee import tee_endpoints
 
 CLIENT_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 CCE_POLICY = base64.b64encode(b'package policy\napi_version := "0.10.0"\n# mcp-tee agent tests\n').decode()
@@ -41,20 +42,11 @@ class TeeStack:
 def _tee_env(emulator: RunningEmulator, github_url: str, policy: Path, audit_path: Path) -> dict[str, str]:
     """Endpoints and names only; only the GitHub token is sealed, so the other tools stay off."""
     return {
-        "MCP_TEE_MODE": "tee",
+        **tee_endpoints(emulator, CLIENT_ID),
         "MCP_CAPABILITY_POLICY": str(policy),
         "MCP_AUDIT_LOG": str(audit_path),
         "GITHUB_API_URL": github_url,
         "MCP_UPSTREAM_TIMEOUT_S": "2",
-        "SKR_ENDPOINT": emulator.sidecar_url,
-        "MAA_ENDPOINT": emulator.maa_endpoint,
-        "MAA_ISSUER": emulator.issuer,
-        "AKV_ENDPOINT": emulator.akv_endpoint,
-        "AKV_CA_FILE": str(emulator.ca_file),
-        "SKR_KEY_NAME": emulator.key_name,
-        "IDENTITY_CLIENT_ID": CLIENT_ID,
-        "SKR_RELEASE_DEADLINE_S": "5",
-        **emulator.identity_env,
     }
 
 

@@ -23,6 +23,7 @@ from policy.release_policy import build_release_policy, hostdata_of
 from tests.support.canaries import CANARY_GITHUB_TOKEN, assert_no_canary
 from tests.support.mcp_client import mcp_session, text_of
 from tests.support.server_process import ServerProcess
+from tests.support.tee import tee_endpoints
 
 CLIENT_ID = "0f0e0d0c-0b0a-0908-0706-050403020100"
 CCE_POLICY = base64.b64encode(b'package policy\napi_version := "0.10.0"\n# mcp-tee e2e\n').decode()
@@ -45,23 +46,10 @@ def seal_baseline(emulator, baseline_env: dict[str, str]) -> None:
 
 
 def tee_env(emulator, baseline_env: dict[str, str], **extra: str) -> dict[str, str]:
-    """Endpoints and names only: the sealed secrets are nowhere in the environment."""
+    """The baseline env minus its plaintext secrets, pointed at the emulator."""
     plaintext = {"GITHUB_TOKEN", "DB_CONNECTION_STRING", "WEBHOOK_URL"}
     env = {key: value for key, value in baseline_env.items() if key not in plaintext}
-    return {
-        **env,
-        "MCP_TEE_MODE": "tee",
-        "SKR_ENDPOINT": emulator.sidecar_url,
-        "MAA_ENDPOINT": emulator.maa_endpoint,
-        "MAA_ISSUER": emulator.issuer,
-        "AKV_ENDPOINT": emulator.akv_endpoint,
-        "AKV_CA_FILE": str(emulator.ca_file),
-        "SKR_KEY_NAME": emulator.key_name,
-        "IDENTITY_CLIENT_ID": CLIENT_ID,
-        "SKR_RELEASE_DEADLINE_S": "5",
-        **emulator.identity_env,
-        **extra,
-    }
+    return {**env, **tee_endpoints(emulator, CLIENT_ID), **extra}
 
 
 @pytest.fixture(scope="module")
