@@ -13,14 +13,14 @@ from app.capabilities.auth import protect_app
 from app.capabilities.breakers import Breakers
 from app.capabilities.policy import CapabilityPolicy, PolicyError, load_policy
 from app.capabilities.principal import PrincipalProvider, set_default_principal_provider
-from app.capabilities.redaction import Redactor, install_log_redaction
+from app.capabilities.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.capabilities.stack import build_capability_middleware
 from app.attestation.provider import TeeAttestation
 from app.config import ConfigError, Settings
 from app.secrets.bundle import SecretBundle
 from app.secrets.sealed import TeeStartup
-from app.sessions import ForgetEndedSessions
-from app.server import MCP_PATH, build_server, build_state
+from app.sessions import ForgetEndedSessions, SessionRegistry
+from app.server import MCP_PATH, build_server, build_state, confirmation_gate
 from app.state import ServerState
 
 
@@ -33,6 +33,7 @@ class AssembledServer:
     policy: CapabilityPolicy
     audit: AuditLog
     redactor: Redactor
+    log_filter: RedactingFilter
 
     _closed: bool = False
 
@@ -47,6 +48,7 @@ class AssembledServer:
 
         @contextlib.asynccontextmanager
         async def lifespan(starlette_app):
+            attach_log_filter(self.log_filter)  # uvicorn has configured its own handlers by now
             async with mcp_lifespan(starlette_app) as lifespan_state:
                 try:
                     yield lifespan_state
@@ -80,7 +82,7 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process."""
     policy = load_capability_policy(settings)
     redactor = Redactor(secrets.plaintexts())
-    install_log_redaction(redactor)
+    log_filter = install_log_redaction(redactor)
     signer = AuditSigner(audit_key or Ed25519PrivateKey.generate())
     audit = AuditLog(settings.audit_log, signer)
     breakers = Breakers(policy.upstreams)
@@ -88,11 +90,13 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     set_default_principal_provider(principals)
     state = build_state(settings, secrets)
     state.redactor = redactor
+    state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     if tee is not None:
         state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     middleware = build_capability_middleware(
-        policy, audit=audit, redactor=redactor, breakers=breakers, principal_provider=principals
+        policy, audit=audit, redactor=redactor, breakers=breakers, principal_provider=principals,
+        confirmation=confirmation_gate(policy),
     )
-    mcp = build_server(state, policy=policy, capability_middleware=middleware)
-    return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor)
+    mcp = build_server(state, capability_middleware=middleware)
+    return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)

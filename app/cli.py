@@ -19,7 +19,10 @@ logger = logging.getLogger("mcp_tee")
 EXIT_CONFIG = 2
 EXIT_STARTUP_REFUSED = 3
 SHUTDOWN_GRACE_S = 5
-QUIET_LOGGERS = frozenset({"httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy"})
+# httpx logs request URLs (a webhook URL is a credential); the MCP SDK logs session ids, which
+# are bearer-like handles, at INFO.
+QUIET_LOGGERS = frozenset({"httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy",
+                           "mcp.server.streamable_http", "mcp.server.streamable_http_manager"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +75,6 @@ def configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every request URL at INFO, and a webhook URL is a credential.
     for chatty in QUIET_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from app.capabilities.auth import AuthConfigError, AuthSettings
 
@@ -82,8 +83,10 @@ def load_settings(
     if mode not in _MODES:
         raise ConfigError(f"MCP_TEE_MODE must be one of {sorted(_MODES)}, got {mode!r}")
     github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
-    if not github_api_url.startswith(("https://", "http://")):
-        raise ConfigError("GITHUB_API_URL must be an http(s) URL")
+    api = urlsplit(github_api_url)
+    # The token rides on every request: plain http only to this machine (stand-ins, tests).
+    if api.scheme != "https" and not (api.scheme == "http" and is_loopback_host(api.hostname or "")):
+        raise ConfigError("GITHUB_API_URL must be https (http only on loopback)")
     settings = Settings(
         host=host or "127.0.0.1",
         port=port if port is not None else DEFAULT_PORT,

@@ -74,17 +74,19 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
     return why
 
 
-def build_server(
-    state: ServerState, *, policy: CapabilityPolicy, capability_middleware: list[Middleware] | None = None
-) -> FastMCP:
+def confirmation_gate(policy: CapabilityPolicy) -> ConfirmationMiddleware:
+    """Asks the user before every tool the policy marks `confirm`, showing exactly what will happen."""
+    confirmed_tools = {name for name, tool in policy.tools.items() if tool.confirm}
+    return ConfirmationMiddleware(confirmed_tools, previews=CONFIRMATION_PREVIEWS)
+
+
+def build_server(state: ServerState, *, capability_middleware: list[Middleware]) -> FastMCP:
     """Register only the tools whose credentials are present, behind the middleware chain.
 
-    Data walks one way: error boundary → capability policy (audit, scopes, quotas,
-    breakers) → confirmation (every tool the policy marks `confirm`) → tool → upstream.
+    Data walks one way: error boundary → capability policy (audit, scopes, confirmation,
+    quotas, breakers) → tool → upstream.
     """
-    confirmed_tools = {name for name, tool in policy.tools.items() if tool.confirm}
-    middleware: list[Middleware] = [ErrorBoundaryMiddleware(), *(capability_middleware or [])]
-    middleware.append(ConfirmationMiddleware(confirmed_tools, previews=CONFIRMATION_PREVIEWS))
+    middleware: list[Middleware] = [ErrorBoundaryMiddleware(), *capability_middleware]
     mcp = FastMCP(
         SERVER_NAME,
         instructions=INSTRUCTIONS,

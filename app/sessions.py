@@ -1,10 +1,13 @@
 """Per-MCP-session state: the attested session key, nonces already used, and layer-2 credentials.
 
-Threat model: a session's key and credentials must never serve another session.
-Everything is keyed by the MCP session id the transport assigned, lives in
-memory only, and is bounded (an LRU cap on sessions, a TTL on credentials), so
-a client that opens sessions in a loop cannot grow the map without limit.
-A nonce is single-use per session: a replayed nonce is refused, not re-attested.
+Threat model: a session's key and credentials must never serve another session
+or another caller. Entries are keyed by the verified principal *and* the MCP
+session id (`owned_session_id`), so learning someone's session id (it travels
+in a header, and newer protocol versions let clients pick it) gives a different
+caller only an empty session of their own. State lives in memory only and is
+bounded (an LRU cap on sessions, a TTL on credentials, swept on access), so a
+client that opens sessions in a loop cannot grow it without limit. A nonce is
+single-use per session: a replayed nonce is refused, not re-attested.
 """
 
 from __future__ import annotations
@@ -16,12 +19,27 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from app.attestation.session import SessionKey
+from app.capabilities.principal import LOCAL_SUBJECT, PRINCIPAL_SCOPE_KEY, current_principal
 from app.errors import InvalidArgument
 
 MAX_SESSIONS = 1024
 MAX_NONCES_PER_SESSION = 64
 DEFAULT_CREDENTIAL_TTL_S = 15 * 60
 MAX_CREDENTIAL_TTL_S = 60 * 60
+SWEEP_INTERVAL_S = 1.0
+
+
+_OWNER_SEPARATOR = "\x1f"
+
+
+def session_key(owner: str, session_id: str) -> str:
+    """The registry key: a principal and one of its MCP session ids, together."""
+    return f"{owner}{_OWNER_SEPARATOR}{session_id}"
+
+
+def owned_session_id(session_id: str) -> str:
+    """The registry key for the current caller's MCP session."""
+    return session_key(current_principal().subject, session_id)
 
 
 @dataclass(frozen=True, repr=False)
@@ -59,23 +77,44 @@ class SessionRegistry:
         sessions.consume_nonce(ctx.session_id, nonce)
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, max_sessions: int = MAX_SESSIONS,
+                 on_forget: Callable[[str], None] = lambda value: None) -> None:
         self._clock = clock
         self._max_sessions = max_sessions
+        self._on_forget = on_forget  # told each credential value that leaves memory (the redactor)
         self._sessions: OrderedDict[str, McpSession] = OrderedDict()
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def get(self, session_id: str) -> McpSession:
         """The session's state, created (with a fresh X25519 key) on first use."""
         with self._lock:
+            self._sweep_expired()
             session = self._sessions.get(session_id)
             if session is None:
                 session = McpSession(key=SessionKey.generate())
                 self._sessions[session_id] = session
                 while len(self._sessions) > self._max_sessions:
-                    self._sessions.popitem(last=False)
+                    self._forget(self._sessions.popitem(last=False)[1])
             self._sessions.move_to_end(session_id)
             return session
+
+    def _sweep_expired(self) -> None:
+        """Drop expired credentials of every session, at most once a second (lock held)."""
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        for session in self._sessions.values():
+            for kind, credential in list(session.credentials.items()):
+                if credential.expires_at <= now:
+                    del session.credentials[kind]
+                    self._on_forget(credential.value)
+
+    def _forget(self, session: McpSession) -> None:
+        for credential in session.credentials.values():
+            self._on_forget(credential.value)
+        session.credentials.clear()
 
     def consume_nonce(self, session_id: str, nonce: str) -> McpSession:
         """Mark `nonce` used in this session; a reused nonce is refused."""
@@ -91,7 +130,12 @@ class SessionRegistry:
     def add_credential(self, session_id: str, kind: str, value: str, ttl_s: float) -> SessionCredential:
         ttl_s = min(max(ttl_s, 1.0), MAX_CREDENTIAL_TTL_S)
         credential = SessionCredential(kind=kind, value=value, expires_at=self._clock() + ttl_s)
-        self.get(session_id).credentials[kind] = credential
+        session = self.get(session_id)
+        with self._lock:
+            replaced = session.credentials.get(kind)
+            session.credentials[kind] = credential
+        if replaced is not None and replaced.value != value:
+            self._on_forget(replaced.value)
         return credential
 
     def credential(self, session_id: str | None, kind: str) -> str | None:
@@ -107,6 +151,7 @@ class SessionRegistry:
                 return None
             if credential.expires_at <= self._clock():
                 del session.credentials[kind]
+                self._on_forget(credential.value)
                 return None
             return credential.value
 
@@ -122,7 +167,9 @@ class SessionRegistry:
 
     def discard(self, session_id: str) -> None:
         with self._lock:
-            self._sessions.pop(session_id, None)
+            session = self._sessions.pop(session_id, None)
+            if session is not None:
+                self._forget(session)
 
 
 class ForgetEndedSessions:
@@ -143,6 +190,8 @@ class ForgetEndedSessions:
             await self._app(scope, receive, send)
             return
         session_id = dict(scope["headers"]).get(b"mcp-session-id", b"").decode("latin-1")
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)  # absent only when auth is off (loopback dev)
+        owner = principal.subject if principal is not None else LOCAL_SUBJECT
         statuses: list[int] = []
 
         async def observe(message) -> None:
@@ -152,4 +201,4 @@ class ForgetEndedSessions:
 
         await self._app(scope, receive, observe)
         if session_id and statuses and 200 <= statuses[0] < 300:
-            self._registry.discard(session_id)
+            self._registry.discard(session_key(owner, session_id))

@@ -69,9 +69,10 @@ class TeeAttestation:
                 token, issuer=self._issuer, expected_hostdata=_unverified_hostdata(token), nonce=nonce,
                 expected_runtime=runtime_claims(nonce, session_pub, tools_digest), jwks_cache=self._jwks,
             )
-        except AttestationError as exc:
-            logger.warning("own attestation token failed verification: %s", exc.check)
-            return {**base, "attestation_error": f"the attestation token failed verification ({exc.check})"}
+        except (AttestationError, jwt.PyJWTError, ValueError) as exc:  # a malformed token fails closed too
+            check = getattr(exc, "check", "malformed")
+            logger.warning("own attestation token failed verification: %s", check)
+            return {**base, "attestation_error": f"the attestation token failed verification ({check})"}
         session.attested = True
         return {
             **base,

@@ -26,6 +26,8 @@ from urllib.request import url2pathname
 
 import httpx
 import jwt
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -328,6 +330,11 @@ class BearerAuthApp:
         # The app below never sees the raw token, so nothing can forward it upstream.
         scope["headers"] = headers
         attach_principal(scope, principal)
+        # The MCP SDK binds each session to the credential that created it (a request for another
+        # principal's session gets 404); it reads the caller from `scope["user"]`. No raw token here.
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=principal.subject, subject=principal.subject,
+                                                      scopes=sorted(principal.scopes),
+                                                      claims={"iss": self._settings.issuer}))
         return None
 
 

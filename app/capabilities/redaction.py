@@ -63,12 +63,21 @@ class Redactor:
         if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
             return
         with self._lock:
+            if value not in self._secrets:
+                self._secrets.add(value)
+                self._recompile()
+
+    def remove_secret(self, value: str) -> None:
+        """Forget a value the process no longer holds (an expired session token), keeping the set small."""
+        with self._lock:
             if value in self._secrets:
-                return
-            self._secrets.add(value)
-            # Longest first, so a secret containing another is removed whole.
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._exact = re.compile("|".join(re.escape(s) for s in ordered))
+                self._secrets.discard(value)
+                self._recompile()
+
+    def _recompile(self) -> None:
+        # Longest first, so a secret containing another is removed whole.
+        ordered = sorted(self._secrets, key=len, reverse=True)
+        self._exact = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
 
     def redact_text(self, text: str) -> str:
         """Scrub one string."""
@@ -116,13 +125,25 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction(redactor: Redactor, logger: logging.Logger | None = None) -> RedactingFilter:
-    """Attach a `RedactingFilter` to every handler of `logger` (the root logger by default).
+    """Attach a `RedactingFilter` to every handler there is now; see `attach_log_filter`."""
+    log_filter = RedactingFilter(redactor)
+    attach_log_filter(log_filter, logger)
+    return log_filter
+
+
+def attach_log_filter(log_filter: logging.Filter, logger: logging.Logger | None = None) -> None:
+    """Put `log_filter` on every handler of `logger`, or of the root and every logger with its own.
 
     Handler filters, not logger filters: a logger's own filters never see records that
-    propagate up from child loggers, while its handlers see them all.
+    propagate up from child loggers, while its handlers see them all. Libraries such as
+    fastmcp and uvicorn install handlers of their own (some with `propagate=False`), so
+    the server calls this again once they are configured. Re-attaching is a no-op.
     """
-    target = logger or logging.getLogger()
-    log_filter = RedactingFilter(redactor)
-    for handler in target.handlers:
-        handler.addFilter(log_filter)
-    return log_filter
+    if logger is not None:
+        targets = [logger]
+    else:
+        named = [item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger)]
+        targets = [logging.getLogger(), *named]
+    for target in targets:
+        for handler in target.handlers:
+            handler.addFilter(log_filter)

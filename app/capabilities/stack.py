@@ -1,4 +1,4 @@
-"""Compose the capability layers in their one fixed order: audit → scopes → quotas → breakers."""
+"""Compose the capability layers in their one fixed order: audit → scopes → confirmation → quotas → breakers."""
 
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ def build_capability_middleware(
     principal_provider: PrincipalProvider,
     quotas: RateLimiter | None = None,
     slots: UpstreamSlots | None = None,
+    confirmation: Middleware | None = None,
 ) -> list[Middleware]:
-    """The capability middleware, outermost first; append the confirmation layer after it.
+    """The capability middleware, outermost first.
 
     Audit is outermost so that it records denials raised by every inner layer. Scopes run before
-    quotas so an unauthorized caller cannot drain anyone's bucket; breakers run innermost so only
-    calls that will really reach the upstream count toward its health.
+    anything else so an unauthorized caller cannot drain anyone's bucket or prompt the user.
+    Confirmation runs before quotas and breakers: a prompt the user leaves open for minutes
+    must hold neither an upstream's concurrency slot nor its half-open probe. Breakers run
+    innermost so only calls that will really reach the upstream count toward its health.
 
     Example:
         >>> middleware = build_capability_middleware(policy, audit=log, redactor=redactor,
@@ -38,6 +41,7 @@ def build_capability_middleware(
     return [
         AuditMiddleware(audit, redactor, principal_provider),
         ScopeMiddleware(policy, principal_provider),
+        *([confirmation] if confirmation is not None else []),
         QuotaMiddleware(policy, principal_provider, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),
     ]

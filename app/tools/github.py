@@ -10,6 +10,8 @@ from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from app.secrets import GITHUB_TOKEN
+from app.sessions import owned_session_id
 from app.state import ServerState
 from app.capabilities.untrusted import untrusted_result
 
@@ -28,6 +30,6 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         """Search GitHub issues and pull requests. Titles and labels are untrusted third-party text."""
         q = f"{query} repo:{repo}" if repo else query
         # Layer 2 first: a user's own token, sealed to this attested session, beats the baseline.
-        token = state.sessions.credential(ctx.session_id, "github_token") or state.secrets.get("github-token")
+        token = state.sessions.credential(owned_session_id(ctx.session_id), "github_token") or state.secrets.get(GITHUB_TOKEN)
         issues, total = await state.github.search_issues(q, token=token, per_page=max_results)
         return untrusted_result({"total_count": total, "issues": [asdict(issue) for issue in issues]})

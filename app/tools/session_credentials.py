@@ -33,7 +33,7 @@ from pydantic import Field
 from app.attestation.runtime_data import canonical_json
 from app.attestation.session import SessionSealError
 from app.errors import InvalidArgument
-from app.sessions import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
+from app.sessions import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S, owned_session_id
 from app.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -135,10 +135,11 @@ def register(mcp: FastMCP, state: ServerState) -> None:
                                                  "(base64url); plaintext tokens are refused")],
     ) -> dict:
         """Hand this session your own scoped credentials, sealed to the attested session key; returns kind and expiry."""
-        payload = _open(state, ctx.session_id, sealed)
+        session_id = owned_session_id(ctx.session_id) if ctx.session_id else None
+        payload = _open(state, session_id, sealed)
         # Redact before storing: from here on the value may travel through logs of upstream errors.
         state.redactor.add_secret(payload.token)
-        state.sessions.add_credential(ctx.session_id, payload.kind, payload.token, payload.ttl_s)
+        state.sessions.add_credential(session_id, payload.kind, payload.token, payload.ttl_s)
         logger.info("session credentials of kind %s provided (ttl %d s)", payload.kind, payload.ttl_s)
         return {"kind": payload.kind, "ttl_s": payload.ttl_s,
-                "session_credentials": state.sessions.active_credentials(ctx.session_id)}
+                "session_credentials": state.sessions.active_credentials(session_id)}

@@ -3,9 +3,11 @@
 Threat model: the webhook URL *is* the credential (whoever knows it can post),
 so it appears in no message, log or exception text: httpx errors are reduced to
 their class name. Redirects are not followed, so the payload cannot be steered
-to another host. Each confirmed request carries one `Idempotency-Key`; our own
-retry after a timeout reuses it, so a receiver that honours the key never posts
-twice even when the first attempt was received but its answer was lost.
+to another host. A confirmed request is delivered at most once: the only retry
+follows a connection that was never established (nothing was sent). A timeout
+or error after sending is reported as "may have been delivered" and never
+retried, because many receivers (Slack among them) ignore `Idempotency-Key`.
+The key is still sent, one per confirmed request, for receivers that honour it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from app.errors import UpstreamError
 
 UPSTREAM = "webhook"
 MAX_ATTEMPTS = 2
-_RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+MAYBE_DELIVERED = "the notification may have been delivered; check the channel before sending it again"
+# Failures before any byte of the request left: the only ones safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class WebhookClient:
@@ -45,28 +49,30 @@ class WebhookClient:
         await self._client.aclose()
 
     async def post(self, payload: dict, *, idempotency_key: str) -> int:
-        """Deliver `payload`; returns the receiver's status. Retries once with the same key."""
-        last_problem = "no attempt made"
-        for _ in range(MAX_ATTEMPTS):
+        """Deliver `payload` at most once; returns the receiver's status."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = await self._client.post(
                     self._url, json=payload, headers={"Idempotency-Key": idempotency_key}
                 )
+                break
+            except _NOT_SENT as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise UpstreamError(UPSTREAM, f"the webhook is unreachable ({type(exc).__name__}); "
+                                                  "the notification was not sent") from None
             except httpx.TimeoutException:
-                last_problem = f"the webhook did not answer within {self._timeout_s:g} s"
-                continue
+                raise UpstreamError(UPSTREAM, f"the webhook did not answer within {self._timeout_s:g} s; "
+                                              f"{MAYBE_DELIVERED}") from None
             except httpx.HTTPError as exc:
-                last_problem = f"the webhook is unreachable ({type(exc).__name__})"
-                continue
-            status = response.status_code
-            if 200 <= status < 300:
-                return status
-            if status in _RETRYABLE_STATUSES:
-                last_problem = f"the webhook failed ({status})"
-                continue
-            if 300 <= status < 400:
-                raise UpstreamError(UPSTREAM, f"the webhook answered with a redirect ({status}); not followed")
-            if status == 429:
-                raise UpstreamError(UPSTREAM, "the webhook is rate limiting (429); try again later")
-            raise UpstreamError(UPSTREAM, f"the webhook rejected the notification ({status})")
-        raise UpstreamError(UPSTREAM, f"{last_problem}; the notification may not have been delivered")
+                raise UpstreamError(UPSTREAM, f"the webhook connection failed ({type(exc).__name__}); "
+                                              f"{MAYBE_DELIVERED}") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return status
+        if 300 <= status < 400:
+            raise UpstreamError(UPSTREAM, f"the webhook answered with a redirect ({status}); not followed")
+        if status == 429:
+            raise UpstreamError(UPSTREAM, "the webhook is rate limiting (429); try again later")
+        if status >= 500:
+            raise UpstreamError(UPSTREAM, f"the webhook failed ({status}); {MAYBE_DELIVERED}")
+        raise UpstreamError(UPSTREAM, f"the webhook rejected the notification ({status})")

@@ -22,6 +22,9 @@ KEY = "azure-native:keyvault:Key"
 SKR_IMAGE_PREFIX = "mcr.microsoft.com/aci/skr"
 _DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 _HOSTDATA = re.compile(r"^[0-9a-f]{64}$")
+# Claims every release branch must pin besides hostdata (booleans and ints in Key Vault's string form).
+REQUIRED_RELEASE_CLAIMS = {"x-ms-sevsnpvm-is-debuggable": "false", "x-ms-compliance-status": "azure-compliant-uvm",
+                           "x-ms-sevsnpvm-vmpl": "0"}
 # Env var names that say "I am a credential". Matched as substrings of the upper-cased name.
 SECRET_NAME_MARKERS = frozenset({
     "TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "ACCESS_KEY",
@@ -93,18 +96,27 @@ def _decode_release_policy(data: Any) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode()))
 
 
-def _pins(clauses: Any) -> tuple[bool, bool]:
-    if not isinstance(clauses, list):
-        return False, False
-    equals = {c.get("claim"): c.get("equals") for c in clauses if isinstance(c, Mapping) and "equals" in c}
-    hostdata = isinstance(equals.get("x-ms-sevsnpvm-hostdata"), str) and bool(
-        _HOSTDATA.match(equals["x-ms-sevsnpvm-hostdata"]))
-    debuggable = equals.get("x-ms-sevsnpvm-is-debuggable")
-    return hostdata, debuggable is False or debuggable == "false"
+def _branch_violations(index: int, branch: Any) -> list[str]:
+    """What one `anyOf` branch fails to pin: every branch is a way to get the key."""
+    if not isinstance(branch, Mapping):
+        return [f"release policy branch {index} is not an object"]
+    violations = []
+    authority = branch.get("authority")
+    if not (isinstance(authority, str) and authority.startswith("https://")):
+        violations.append(f"release policy branch {index} must name an https:// attestation authority")
+    clauses = branch.get("allOf") if isinstance(branch.get("allOf"), list) else []
+    equals = {c.get("claim"): str(c.get("equals")).lower() for c in clauses if isinstance(c, Mapping) and "equals" in c}
+    if not _HOSTDATA.match(equals.get("x-ms-sevsnpvm-hostdata", "")):
+        violations.append(f"release policy branch {index} must pin x-ms-sevsnpvm-hostdata")
+    for claim, wanted in REQUIRED_RELEASE_CLAIMS.items():
+        if equals.get(claim) != wanted:
+            violations.append(f"release policy branch {index} must require {claim} == {wanted}")
+    return violations
 
 
 def exportable_key_release(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Every exportable key has a release policy that pins hostdata and is-debuggable == false."""
+    """Every exportable key's release policy pins, in every branch, an https authority, hostdata,
+    not debuggable, the ACI compliance verdict and VMPL 0."""
     if resource_type != KEY:
         return []
     key = props.get("properties") or {}
@@ -119,15 +131,7 @@ def exportable_key_release(resource_type: str, props: Mapping[str, Any]) -> list
         return ["exportable key's release policy is not a base64url JSON policy with anyOf"]
     if not isinstance(branches, list) or not branches:
         return ["exportable key's release policy has no authority branches"]
-    violations = []
-    # Every branch is a way to get the key, so every branch must pin both claims.
-    for index, branch in enumerate(branches):
-        hostdata, not_debuggable = _pins(branch.get("allOf") if isinstance(branch, Mapping) else None)
-        if not hostdata:
-            violations.append(f"release policy branch {index} must pin x-ms-sevsnpvm-hostdata")
-        if not not_debuggable:
-            violations.append(f"release policy branch {index} must require x-ms-sevsnpvm-is-debuggable == false")
-    return violations
+    return [violation for index, branch in enumerate(branches) for violation in _branch_violations(index, branch)]
 
 
 def _looks_secret(value: str) -> bool:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from fastmcp import Client
 
-from app.capabilities.redaction import MARK, Redactor, install_log_redaction
+from app.capabilities.redaction import MARK, Redactor, attach_log_filter, install_log_redaction
 from tests.capabilities.helpers import Stack
 
 CANARY = "canary-Zq8v-do-not-leak-41"
@@ -112,3 +112,20 @@ class TestCanaryNowhere:
         output = stream.getvalue()
         assert "connecting with" in output and "upstream said" in output
         assert CANARY not in output and GHP not in output
+
+
+class TestEveryHandlerIsCovered:
+    def test_a_library_logger_that_does_not_propagate_is_redacted_too(self):
+        """fastmcp and uvicorn keep handlers of their own; the filter must reach them."""
+        canary = "ghp_CANARYnotpropagated000000000000000001"
+        log_filter = install_log_redaction(Redactor([canary]))
+        stream = io.StringIO()
+        library = logging.getLogger("some.library.installed.later")
+        library.propagate = False
+        library.addHandler(logging.StreamHandler(stream))
+        try:
+            attach_log_filter(log_filter)  # what the server does once uvicorn is configured
+            library.error("upstream said %s", canary)
+        finally:
+            library.handlers.clear()
+        assert canary not in stream.getvalue() and "[REDACTED]" in stream.getvalue()

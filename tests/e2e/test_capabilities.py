@@ -67,6 +67,21 @@ class TestBearerAuth:
         assert not sent.is_error, text_of(sent)
 
 
+class TestSessionOwnership:
+    def test_another_principal_cannot_use_a_session_it_did_not_open(self, authed_server):
+        """A session id travels in a header; knowing it must not let a different caller in."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+        alice = {**headers, **bearer(authed_server, "mcp:read", subject="alice")}
+        opened = httpx.post(authed_server.url, json=init, headers=alice)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        mallory = {**headers, **bearer(authed_server, "mcp:read", subject="mallory"), **session}
+        assert httpx.post(authed_server.url, json=listing, headers=mallory).status_code == 404
+        assert httpx.post(authed_server.url, json=listing, headers={**alice, **session}).status_code == 200
+
+
 class TestAuditTrail:
     async def test_every_call_is_audited_chained_signed_and_secret_free(self, authed_server, tmp_path):
         headers = bearer(authed_server, "mcp:read", subject="auditor")

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from app.capabilities.dev_issuer import DevIssuer
 from app.devstack.postgres import free_port
 from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 from tests.support.server_process import ServerProcess

@@ -14,8 +14,8 @@ from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 CALLERS = 8
 TIMED_OUT = "did not answer within"
 CAPPED = "too many concurrent calls to"
-# The webhook client retries a timed-out post once (same idempotency key), so its bound is two timeouts.
-WEBHOOK_BOUND_S = 2 * UPSTREAM_TIMEOUT_S + MARGIN_S
+# A post that may have arrived is never retried, so one timeout bounds it.
+WEBHOOK_BOUND_S = UPSTREAM_TIMEOUT_S + MARGIN_S
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ class TestNoStuckCalls:
                 for index, session in enumerate(opened)])
         texts = [text_of(result) for result in results]
         assert all(result.is_error for result in results)
-        assert sum("may not have been delivered" in text for text in texts) <= WEBHOOK_SLOTS
+        assert sum("may have been delivered" in text for text in texts) <= WEBHOOK_SLOTS
         assert sum(CAPPED in text for text in texts) >= callers - WEBHOOK_SLOTS
         assert webhook_sink.posts == []
         assert_serving(server, *texts)

@@ -58,6 +58,14 @@ DEBUGGABLE = {"version": "1.0.0", "anyOf": [{"authority": "https://maa", "allOf"
     {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "true"}]}]}
 SECOND_BRANCH_OPEN = {"version": "1.0.0", "anyOf": [
     build_release_policy("maa.example", HOSTDATA)["anyOf"][0], {"authority": "https://evil", "allOf": []}]}
+PLAIN_HTTP_AUTHORITY = build_release_policy("maa.example", HOSTDATA, authority="http://maa.example")
+
+
+def _without(claim: str) -> dict:
+    policy = build_release_policy("maa.example", HOSTDATA)
+    policy["anyOf"][0]["allOf"] = [c for c in policy["anyOf"][0]["allOf"] if c["claim"] != claim]
+    return policy
+
 
 CASES = [
     # (rule, resource type, violating props, passing props)
@@ -74,6 +82,9 @@ CASES = [
     (rules.exportable_key_release, rules.KEY, _key(UNPINNED), GOOD_KEY),
     (rules.exportable_key_release, rules.KEY, _key(DEBUGGABLE), GOOD_KEY),
     (rules.exportable_key_release, rules.KEY, _key(SECOND_BRANCH_OPEN), GOOD_KEY),
+    (rules.exportable_key_release, rules.KEY, _key(PLAIN_HTTP_AUTHORITY), GOOD_KEY),
+    (rules.exportable_key_release, rules.KEY, _key(_without("x-ms-compliance-status")), GOOD_KEY),
+    (rules.exportable_key_release, rules.KEY, _key(_without("x-ms-sevsnpvm-vmpl")), GOOD_KEY),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("GITHUB_TOKEN", "set-later")), GOOD_GROUP),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("UPSTREAM", "ghp_" + "A" * 36)), GOOD_GROUP),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("DB", "postgresql://app:hunter2@db/app")),

@@ -8,8 +8,9 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.capabilities.principal import LOCAL_SUBJECT, Principal
 from app.errors import InvalidArgument
-from app.sessions import ForgetEndedSessions, SessionRegistry
+from app.sessions import ForgetEndedSessions, SessionRegistry, owned_session_id, session_key
 
 
 class Clock:
@@ -57,16 +58,42 @@ class TestSessionRegistry:
             sessions.get(f"s{index}")
         assert sessions.get("s0").key is not first, "the least recently used session was forgotten"
 
+    def test_every_forgotten_value_is_reported_so_the_redactor_can_drop_it(self):
+        clock, forgotten = Clock(), []
+        sessions = SessionRegistry(clock=clock, max_sessions=2, on_forget=forgotten.append)
+        sessions.add_credential("expires", "github_token", "token-expired", ttl_s=10)
+        sessions.add_credential("replaced", "github_token", "token-old", ttl_s=600)
+        sessions.add_credential("replaced", "github_token", "token-new", ttl_s=600)
+        clock.now += 11
+        sessions.get("another")  # the sweep runs on access; the LRU evicts the oldest session
+        sessions.discard("replaced")
+        assert sorted(forgotten) == ["token-expired", "token-new", "token-old"]
+
     def test_repr_never_shows_a_credential(self):
         sessions = SessionRegistry()
         credential = sessions.add_credential("a", "github_token", "user-token-canary", ttl_s=60)
         assert "user-token-canary" not in repr(credential)
 
 
+class TestSessionsBelongToTheirPrincipal:
+    def test_the_same_session_id_names_different_sessions_for_different_callers(self, monkeypatch):
+        sessions = SessionRegistry()
+        monkeypatch.setattr("app.sessions.current_principal", lambda: Principal("alice", frozenset()))
+        alice = owned_session_id("sid-1")
+        sessions.add_credential(alice, "github_token", "alice-token-canary", ttl_s=60)
+        sessions.consume_nonce(alice, "n" * 20)
+        monkeypatch.setattr("app.sessions.current_principal", lambda: Principal("mallory", frozenset()))
+        mallory = owned_session_id("sid-1")
+        assert mallory != alice
+        assert sessions.credential(mallory, "github_token") is None
+        sessions.consume_nonce(mallory, "n" * 20)  # no collision with alice's used nonces
+        assert sessions.get(mallory).key.public_b64url != sessions.get(alice).key.public_b64url
+
+
 class TestForgetEndedSessions:
     async def transport(self, status: int):
         sessions = SessionRegistry()
-        sessions.add_credential("abc", "github_token", "t", ttl_s=60)
+        sessions.add_credential(session_key(LOCAL_SUBJECT, "abc"), "github_token", "t", ttl_s=60)
 
         async def mcp(request):
             return Response(status_code=status)
@@ -78,11 +105,11 @@ class TestForgetEndedSessions:
         sessions, client = await self.transport(200)
         async with client:
             await client.delete("/mcp", headers={"Mcp-Session-Id": "abc"})
-        assert sessions.credential("abc", "github_token") is None
+        assert sessions.credential(session_key(LOCAL_SUBJECT, "abc"), "github_token") is None
 
     async def test_a_refused_termination_forgets_nothing(self):
         sessions, client = await self.transport(404)
         async with client:
             await client.delete("/mcp", headers={"Mcp-Session-Id": "abc"})
             await client.post("/mcp", headers={"Mcp-Session-Id": "abc"})
-        assert sessions.credential("abc", "github_token") == "t"
+        assert sessions.credential(session_key(LOCAL_SUBJECT, "abc"), "github_token") == "t"
