@@ -92,7 +92,7 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     if tee is not None:
-        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer)
+        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64())
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     middleware = build_capability_middleware(
         policy, audit=audit, redactor=redactor, breakers=breakers, principal_provider=principals,

@@ -210,7 +210,7 @@ class AttestedSession:
         if not isinstance(attestation.get("token"), str) or not isinstance(attestation.get("runtime"), Mapping):
             report.failed(ATTESTATION_TOOL, "attestation carries no token or runtime data")
             raise _CheckFailed
-        return attestation
+        return {**attestation, "audit_public_key": status.get("audit_public_key")}
 
     def _check_issuer(self, report: VerificationReport, token: str) -> None:
         issuer = _unverified_issuer(token)
@@ -253,8 +253,21 @@ class AttestedSession:
         signed = claims["x-ms-runtime"]
         session_pub = self._check_session_pub(report, signed, attestation["runtime"])
         self._check_tools_digest(report, signed, digest)
+        self._check_audit_key(report, signed, attestation.get("audit_public_key"))
         return _Verified(session_id=self._latest_session_id, session_pub=session_pub, tools_digest=digest,
                          tool_names=frozenset(report.tools), expires_at=float(claims["exp"]))
+
+    def _check_audit_key(self, report: VerificationReport, signed: Mapping[str, Any], advertised: Any) -> None:
+        """The audit log's verification key must come from the signed evidence, not an unsigned field."""
+        signed_key = signed.get("audit_pub")
+        if not isinstance(signed_key, str) or not signed_key:
+            report.failed("audit_key", "the token binds no audit-signing key")
+            raise _CheckFailed
+        if advertised != signed_key:
+            report.failed("audit_key", "the audit key the server advertises is not the one the token binds")
+            raise _CheckFailed
+        report.audit_public_key = signed_key
+        report.passed("audit_key", f"audit checkpoints are signed by {signed_key[:16]}… (bound into the attestation)")
 
     def _check_session_pub(self, report: VerificationReport, signed: Mapping[str, Any],
                            advertised: Mapping[str, Any]) -> str:

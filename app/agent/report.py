@@ -45,6 +45,7 @@ class VerificationReport:
     tools: list[str] = field(default_factory=list)
     tools_digest: str | None = None
     session_pub: str | None = None
+    audit_public_key: str | None = None
     expires_at: int | None = None
     warnings: list[str] = field(default_factory=list)
 

@@ -43,12 +43,14 @@ class TeeAttestation:
         runtime: The started TEE runtime (sidecar client, per-step status).
         sessions: Per-MCP-session keys and used nonces.
         issuer: The MAA issuer URL whose `/certs` keys sign genuine tokens.
+        audit_pub: The audit log's public key, bound into every token's runtime data.
     """
 
-    def __init__(self, runtime: TeeRuntime, sessions: SessionRegistry, issuer: str) -> None:
+    def __init__(self, runtime: TeeRuntime, sessions: SessionRegistry, issuer: str, audit_pub: str) -> None:
         self._runtime = runtime
         self._sessions = sessions
         self._issuer = issuer
+        self._audit_pub = audit_pub
         self._jwks = JwksCache()
 
     async def evidence(self, *, nonce: str | None, session_id: str, tools_digest: str) -> dict[str, Any]:
@@ -58,8 +60,9 @@ class TeeAttestation:
             return {**base, "attestation_error": "TEE mode attests per request: call attestation_status(nonce=...)"}
         session = self._sessions.consume_nonce(session_id, nonce)
         session_pub = session.key.public_b64url
+        runtime = runtime_claims(nonce, session_pub, tools_digest, self._audit_pub)
         try:
-            token = await self._runtime.attest(nonce, session_pub, tools_digest)
+            token = await self._runtime.attest(nonce, session_pub, tools_digest, self._audit_pub)
         except ValueError as exc:
             raise InvalidArgument(f"nonce refused: {exc}") from None
         except SidecarError as exc:
@@ -67,7 +70,7 @@ class TeeAttestation:
         try:
             claims = await verify_maa_token_async(
                 token, issuer=self._issuer, expected_hostdata=_unverified_hostdata(token), nonce=nonce,
-                expected_runtime=runtime_claims(nonce, session_pub, tools_digest), jwks_cache=self._jwks,
+                expected_runtime=runtime, jwks_cache=self._jwks,
             )
         except (AttestationError, jwt.PyJWTError, ValueError) as exc:  # a malformed token fails closed too
             check = getattr(exc, "check", "malformed")
@@ -82,7 +85,7 @@ class TeeAttestation:
                 "token": token,
                 "issuer": self._issuer,
                 "maa_endpoint": self._runtime.config.maa_endpoint,
-                "runtime": runtime_claims(nonce, session_pub, tools_digest),
+                "runtime": runtime,
             },
         }
 

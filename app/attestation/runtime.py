@@ -238,14 +238,14 @@ class TeeRuntime:
             self._record(f"unseal:{name}", True)
         return released
 
-    async def attest(self, nonce: str, session_pub: str, tools_digest: str) -> str:
+    async def attest(self, nonce: str, session_pub: str, tools_digest: str, audit_pub: str | None = None) -> str:
         """Return a fresh MAA token whose runtime data binds ``nonce``, ``session_pub`` and ``tools_digest``.
 
         Raises:
             ValueError: the nonce is missing, too long or not printable ASCII.
             SidecarError: the sidecar refused or was unreachable (also recorded as step ``attest``).
         """
-        runtime = runtime_claims(validate_nonce(nonce), session_pub, tools_digest)
+        runtime = runtime_claims(validate_nonce(nonce), session_pub, tools_digest, audit_pub)
         try:
             token = await self._sidecar.attest_maa(self.config.maa_endpoint, canonical_json(runtime))
         except SidecarError as exc:

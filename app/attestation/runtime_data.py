@@ -49,9 +49,16 @@ def validate_nonce(nonce: object) -> str:
     return nonce
 
 
-def runtime_claims(nonce: str, session_pub: str, tools_digest: str) -> dict[str, str]:
-    """The runtime JSON object that ``attestation_status`` binds into the MAA token."""
-    return {"nonce": nonce, "session_pub": session_pub, "tools_digest": tools_digest}
+def runtime_claims(nonce: str, session_pub: str, tools_digest: str, audit_pub: str | None = None) -> dict[str, str]:
+    """The runtime JSON object that ``attestation_status`` binds into the MAA token.
+
+    ``audit_pub`` (the audit log's Ed25519 public key) is bound too when the server has one, so a
+    verifier of the audit log can take its key from signed evidence rather than an unsigned field.
+    """
+    claims = {"nonce": nonce, "session_pub": session_pub, "tools_digest": tools_digest}
+    if audit_pub is not None:
+        claims["audit_pub"] = audit_pub
+    return claims
 
 
 def expected_reportdata(runtime: bytes | Mapping[str, Any]) -> str:

@@ -25,7 +25,8 @@ class TestVerifiedSession:
             result = await session.call_tool("attestation_status", {})
         report = session.report
         assert report.verified and report.hostdata == tee_stack.emulator.hostdata
-        assert {"signature", "hostdata", "nonce", "session_pub", "tools_digest"} <= {c.name for c in report.checks}
+        assert {"signature", "hostdata", "nonce", "session_pub", "tools_digest", "audit_key"} <= {c.name for c in report.checks}
+        assert report.audit_public_key == result.structured_content["audit_public_key"]
         assert "provide_session_credentials" in report.tools and not result.is_error
 
     async def test_any_call_before_verification_raises(self, tee_stack):
@@ -91,6 +92,20 @@ class TestRefusals:
             async with AttestedSession(proxy.url, trust=tee_stack.trust):
                 pass
         assert failed_check(refused) == "session_pub"
+
+    async def test_audit_key_swapped_in_transit(self, tee_stack, proxy):
+        """A man in the middle offers its own audit key, to make forged audit logs verify."""
+        def swap_audit_key(method, tool, result):
+            if tool == "attestation_status":
+                result = copy.deepcopy(result)
+                result["structuredContent"]["audit_public_key"] = "A" * 43 + "="
+            return result
+
+        proxy.rewrite = swap_audit_key
+        with pytest.raises(VerificationFailed) as refused:
+            async with AttestedSession(proxy.url, trust=tee_stack.trust):
+                pass
+        assert failed_check(refused) == "audit_key"
 
     @pytest.mark.parametrize("poison", ["added", "changed"])
     async def test_tool_list_differs_from_the_attested_one(self, tee_stack, proxy, poison):

@@ -83,6 +83,7 @@ class TestAttestedStatus:
         claims = verify_maa_token(evidence["token"], issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
                                   nonce=nonce, expected_runtime=evidence["runtime"])
         assert claims["x-ms-sevsnpvm-hostdata"] == emulator.hostdata == body["hostdata"]
+        assert claims["x-ms-runtime"]["audit_pub"] == body["audit_public_key"], "the audit key is attested"
 
     async def test_a_nonce_is_single_use_per_session(self, tee_server):
         nonce = fresh_nonce()
