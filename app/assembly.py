@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -58,7 +59,10 @@ class AssembledServer:
         app.router.lifespan_context = lifespan
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
         auth = self.state.settings.auth
-        return protect_app(app, auth) if auth is not None else app
+        if auth is None:
+            return app
+        # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
+        return protect_app(app, dataclasses.replace(auth, scopes_supported=self.policy.all_scopes))
 
     async def aclose(self) -> None:
         if self._closed:

@@ -22,7 +22,6 @@ from typing import Any, Iterable, Mapping
 
 MAX_NONCE_LENGTH = 128
 MIN_NONCE_LENGTH = 8
-REPORT_DATA_HEX_LENGTH = 128
 
 
 def canonical_json(value: Any) -> bytes:

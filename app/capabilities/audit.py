@@ -34,9 +34,12 @@ Summarizer = Callable[[Mapping[str, Any], ToolResult | None], dict[str, Any]]
 def _sql_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[str, Any]:
     sql = args.get("sql")
     structured = result.structured_content if result is not None else None
+    structured = structured if isinstance(structured, dict) else {}
     return {
         "sql_sha256": hashlib.sha256(sql.encode()).hexdigest() if isinstance(sql, str) else None,
-        "row_count": structured.get("row_count") if isinstance(structured, dict) else None,
+        # Groups statements by shape without their literals (pglast's fingerprint).
+        "sql_fingerprint": structured.get("statement_fingerprint"),
+        "row_count": structured.get("row_count"),
     }
 
 

@@ -38,7 +38,3 @@ def untrusted_result(structured: dict[str, Any]) -> ToolResult:
     )
     return ToolResult(content=[block], structured_content=payload)
 
-
-def is_untrusted(result: ToolResult) -> bool:
-    """True when `result` carries the untrusted marker in its structured content."""
-    return isinstance(result.structured_content, dict) and result.structured_content.get(TRUST_FIELD) == UNTRUSTED

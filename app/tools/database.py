@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastmcp import FastMCP
@@ -33,6 +32,6 @@ def register(mcp: FastMCP, state: ServerState) -> None:
                 "row_count": len(result.rows),
                 "truncated": result.truncated,
                 "truncated_reason": result.truncated_reason,
-                "statement_sha256": hashlib.sha256(guarded.sql.encode()).hexdigest(),
+                "statement_fingerprint": guarded.fingerprint,
             }
         )

@@ -96,6 +96,7 @@ class TestAuditTrail:
         assert [call["tool"] for call in calls] == ["attestation_status", "query_database", "query_database",
                                                     "send_notification"]
         assert any(call["decision"] != "allowed" or call["outcome"] != "ok" for call in calls)
+        assert len(calls[1]["summary"]["sql_fingerprint"]) == 16 and calls[1]["summary"]["row_count"] == 3
         assert "DELETE" not in authed_server.audit_path.read_text()
         assert_no_canary([authed_server.audit_path.read_text(), authed_server.output()], "the audit log or logs")
         verify = [sys.executable, "-m", "app.cli", "audit", "verify", str(authed_server.audit_path),

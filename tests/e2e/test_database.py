@@ -44,7 +44,7 @@ class TestReadOnlyQueries:
         assert row["cost"] == "123.45" and len(row["ref"]) == 36 and row["opened_at"].startswith("2026-02-02")
         assert row["payload"]["teams"] == ["sre", "db"] and row["arr"] == [1, 2]
         assert row["raw"] == {"base64": "AQI="} and row["d"] == "3600.0s"
-        assert body["content_trust"] == "untrusted-third-party" and len(body["statement_sha256"]) == 64
+        assert body["content_trust"] == "untrusted-third-party" and len(body["statement_fingerprint"]) == 16
 
     async def test_rows_are_capped_and_truncation_reported(self, server):
         result = await call_query(server.url, "SELECT id FROM issues ORDER BY id", max_rows=5)

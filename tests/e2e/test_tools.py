@@ -86,6 +86,7 @@ class TestAttestationStatusNonTee:
         assert {"server", "version", "secrets_loaded", "timestamp", "secrets_source", "disabled_capabilities"} <= set(body)
         assert body["secrets_loaded"] == {"github-token": True, "db-connection-string": True, "webhook-url": True}
         assert body["secrets_source"] == "env"
+        assert "content_trust" not in body, "the server's own report is not third-party data"
         assert_no_canary([text_of(result)], "attestation_status")
 
     async def test_a_malformed_nonce_is_refused(self, server):
