@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def run_dev(args: argparse.Namespace) -> int:
     from app.config import ConfigError, load_settings
 
     configure_logging()
+    # uvicorn re-raises SIGTERM after draining; turn it into an exception so the local
+    # Postgres and stand-ins below are stopped instead of left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     env = dict(os.environ)
     env.pop("MCP_TEE_MODE", None)
@@ -55,7 +59,7 @@ def run_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for stop in reversed(stack):
+        for stop in stack:  # Postgres first: it is the one that outlives us if we are killed mid-way
             stop()
 
 

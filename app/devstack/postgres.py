@@ -89,6 +89,8 @@ class LocalPostgres:
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        if self._running():
+            self.stop()  # left over from a run that was killed: restart on our port
         self._pg_ctl(
             "start", "-w", "-t", "30", "-l", str(self.run_dir / "postgres.log"),
             "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=off "
@@ -96,8 +98,17 @@ class LocalPostgres:
         )
 
     def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
+        if self._running():
             self._pg_ctl("stop", "-w", "-m", "fast")
+
+    def _running(self) -> bool:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return False
+        try:
+            self._pg_ctl("status")
+        except PostgresUnavailable:  # pg_ctl status exits non-zero when no server runs
+            return False
+        return True
 
     def restart(self) -> None:
         self.stop()

@@ -43,6 +43,7 @@ class ThreadedServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # a stand-in owes nobody a graceful drain
         self._thread.join(timeout=5)
         self._socket.close()
 
