@@ -35,7 +35,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
-from app.agent.report import NOT_ATTESTED, VerificationReport
+from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
 from app.attestation.jwks import require_trusted_url, same_url
 from app.attestation.runtime_data import b64url, b64url_decode, tools_digest
@@ -172,7 +172,8 @@ class AttestedSession:
         async with self._lock:
             self._verified = None  # Fail closed: nothing is trusted while (re)verifying.
             self.verifications += 1
-            report = VerificationReport(url=self.url, warnings=[w for w in (self.trust.warning,) if w])
+            report = VerificationReport(url=self.url, warnings=[*transport_warnings(self.url),
+                                                                 *[w for w in (self.trust.warning,) if w]])
             server = self._init.server_info if self._init else None
             report.passed("connect", f"{server.name} {server.version}" if server else "initialized")
             try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from app.agent.attested_session import ATTESTATION_TOOL, CREDENTIALS_TOOL, AttestedSession
 from app.agent.errors import AgentError, VerificationFailed
-from app.agent.report import VerificationReport
+from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
 from app.sessions import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
@@ -80,7 +80,7 @@ async def _check_isolation(report: VerificationReport, url: str, trust: TrustPol
 
 async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, token: str | None,
                         call_arguments: dict[str, Any], headers: dict[str, str]) -> tuple[VerificationReport, Any]:
-    report = VerificationReport(url=url, warnings=[w for w in (trust.warning,) if w])
+    report = VerificationReport(url=url, warnings=[*transport_warnings(url), *[w for w in (trust.warning,) if w]])
     call_result: Any = None
     try:
         async with AttestedSession(url, trust=trust, headers=headers) as session:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from app.config import is_loopback_host
 
 PASS, FAIL = "✓", "✗"
 NOT_ATTESTED = "not attested"
@@ -22,6 +25,15 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+
+
+def transport_warnings(url: str) -> list[str]:
+    """What the URL itself gives away: plain HTTP to another host is readable by the network and the operator."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        return ["WARNING: plain HTTP to a remote server: the attestation still proves the code and layer-2 tokens "
+                "stay sealed to it, but session ids, bearer tokens and tool results travel in clear; put TLS in front"]
+    return []
 
 
 @dataclass

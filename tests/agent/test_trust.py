@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from app.agent.report import transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
 
 HOSTDATA = "ab" * 32
@@ -62,3 +63,13 @@ class TestResolveTrust:
             load_stack_outputs(tmp_path / "bad.json")
         with pytest.raises(TrustPolicyError):
             load_stack_outputs(tmp_path / "missing.json")
+
+
+class TestTransportWarning:
+    @pytest.mark.parametrize("url", ["http://mcp-tee-prod-0.westeurope.azurecontainer.io:8080/mcp", "http://10.0.0.4/mcp"])
+    def test_plain_http_to_a_remote_server_is_called_out(self, url):
+        assert "plain HTTP" in transport_warnings(url)[0]
+
+    @pytest.mark.parametrize("url", ["https://mcp.example.com/mcp", "http://127.0.0.1:8080/mcp", "http://localhost/mcp"])
+    def test_tls_or_loopback_needs_no_warning(self, url):
+        assert transport_warnings(url) == []
