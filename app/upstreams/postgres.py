@@ -116,12 +116,16 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
 
 
 async def set_local_limits(conn: psycopg.AsyncConnection, statement_timeout_ms: int) -> None:
-    for setting, value in (
-        ("statement_timeout", statement_timeout_ms),
-        ("lock_timeout", LOCK_TIMEOUT_MS),
-        ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT_MS),
-    ):
-        await conn.execute("SELECT set_config(%s, %s, true)", (setting, f"{int(value)}ms"))
+    """Transaction-local limits, plus the string semantics the SQL guard's parser assumed."""
+    settings = {
+        "statement_timeout": f"{int(statement_timeout_ms)}ms",
+        "lock_timeout": f"{LOCK_TIMEOUT_MS}ms",
+        "idle_in_transaction_session_timeout": f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}ms",
+        # pglast parses with standard-conforming strings; the server must read the text the same way.
+        "standard_conforming_strings": "on",
+    }
+    for setting, value in settings.items():
+        await conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
 
 
 async def fetch_capped(conn: psycopg.AsyncConnection, sql: str, max_rows: int) -> QueryResult:
