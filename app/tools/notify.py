@@ -32,7 +32,7 @@ def build_payload(arguments: Mapping[str, Any]) -> dict[str, str]:
         raise InvalidArgument(f"message is {len(message)} characters; the limit is {MAX_MESSAGE_CHARS}")
     if not isinstance(channel, str) or not _CHANNEL.match(channel):
         raise InvalidArgument("channel must be 1-80 characters of a-z, 0-9, '.', '_' or '-'")
-    if urgency not in URGENCIES:
+    if not isinstance(urgency, str) or urgency not in URGENCIES:
         raise InvalidArgument(f"urgency must be one of {', '.join(sorted(URGENCIES))}")
     return {"channel": channel, "urgency": urgency, "text": f"[{urgency}] {message}"}
 

@@ -44,6 +44,7 @@ class TestConfirmationGate:
         "arguments, fragment",
         [
             ({**ARGS, "urgency": "panic"}, "urgency"),
+            ({**ARGS, "urgency": ["high"]}, "urgency"),  # unhashable: found by the fuzz suite
             ({**ARGS, "message": "x" * 2001}, "message"),
             ({**ARGS, "channel": "#Bad Channel"}, "channel"),
             ({"channel": "ops"}, "message"),
