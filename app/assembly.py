@@ -100,7 +100,7 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     middleware = build_capability_middleware(
         policy, audit=audit, redactor=redactor, breakers=breakers, principal_provider=principals,
-        confirmation=confirmation_gate(policy),
+        confirmation=confirmation_gate(policy, settings.confirmation_timeout_s),
     )
     mcp = build_server(state, capability_middleware=middleware)
     return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)

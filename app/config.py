@@ -47,6 +47,7 @@ class Settings:
     audit_log: str = "-"
     capability_policy: str | None = None
     upstream_timeout_s: float = 10.0
+    confirmation_timeout_s: float = 120.0
     db_statement_timeout_ms: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -98,6 +99,7 @@ def load_settings(
         audit_log=env.get("MCP_AUDIT_LOG") or "-",
         capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
         upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
+        confirmation_timeout_s=_float(env, "MCP_CONFIRMATION_TIMEOUT_S", 120.0),
     )
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")

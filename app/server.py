@@ -74,10 +74,10 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
     return why
 
 
-def confirmation_gate(policy: CapabilityPolicy) -> ConfirmationMiddleware:
+def confirmation_gate(policy: CapabilityPolicy, timeout_s: float) -> ConfirmationMiddleware:
     """Asks the user before every tool the policy marks `confirm`, showing exactly what will happen."""
     confirmed_tools = {name for name, tool in policy.tools.items() if tool.confirm}
-    return ConfirmationMiddleware(confirmed_tools, previews=CONFIRMATION_PREVIEWS)
+    return ConfirmationMiddleware(confirmed_tools, previews=CONFIRMATION_PREVIEWS, timeout_s=timeout_s)
 
 
 def build_server(state: ServerState, *, capability_middleware: list[Middleware]) -> FastMCP:

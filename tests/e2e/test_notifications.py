@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
+from tests.support.server_process import ServerProcess
 
 ARGS = {"message": "deploy 42 finished", "channel": "ops", "urgency": "high"}
 
@@ -55,6 +58,27 @@ class TestConfirmationGate:
         result = await notify(server.url, user, arguments)
         assert result.is_error and fragment in text_of(result)
         assert user.prompts == [] and webhook_sink.posts == []
+
+
+class SlowUser(ScriptedUser):
+    """Looks at the prompt and never answers in time."""
+
+    async def __call__(self, context, params):
+        self.prompts.append(params.message)
+        await asyncio.sleep(5)
+        return await super().__call__(context, params)
+
+
+class TestConfirmationTimeout:
+    async def test_no_answer_in_time_means_not_sent(self, baseline_env, webhook_sink, tmp_path):
+        server = ServerProcess({**baseline_env, "MCP_CONFIRMATION_TIMEOUT_S": "0.5"}, log_dir=tmp_path).start()
+        try:
+            user = SlowUser("accept")
+            result = await notify(server.url, user)
+        finally:
+            server.stop()
+        assert result.is_error and "no answer within 0.5 s" in text_of(result)
+        assert len(user.prompts) == 1 and webhook_sink.posts == [] and webhook_sink.attempts == 0
 
 
 class TestDeliveryFailures:
