@@ -5,23 +5,31 @@ the model's intent is not enough; the *user* must see the exact effect and say
 yes. The gate asks through MCP elicitation, which the client shows to the user,
 not to the model. Decline, cancel, a client without elicitation, an error, a
 timeout or anything but an explicit `true` means the write does not happen.
+On MCP 2026-07-28, which has no server-initiated requests, the same question
+travels as an InputRequiredResult; the retried call must carry the SDK-sealed
+state, whose argument digest must match and which is honoured once only.
 Each accepted request gets a fresh id that the write uses as its idempotency
-key, so a retry of the same confirmed request cannot post twice. The write
-tool also checks that it runs under a confirmation (defense in depth).
+key. The write tool also checks that it runs under a confirmation (defense
+in depth).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from fastmcp.server.elicitation import AcceptedElicitation
 from fastmcp.server.middleware import Middleware
+from fastmcp.tools.base import InputRequiredToolResult
+from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from app.errors import CapabilityDenied, InvalidArgument
 
@@ -30,6 +38,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIRMATION_TIMEOUT_S = 120.0
 Preview = Callable[[Mapping[str, Any]], str]
 _REFUSALS = {"decline": "the user declined", "cancel": "the user cancelled"}
+_QUESTION_KEY = "mcp-tee-confirm"
+_YES_NO_SCHEMA = {"type": "object", "properties": {"value": {"type": "boolean", "title": "Allow"}},
+                  "required": ["value"]}
+MAX_REMEMBERED_CONFIRMATIONS = 10_000
 
 
 class ConfirmationRefused(CapabilityDenied):
@@ -54,6 +66,16 @@ def current_confirmation(tool: str) -> ConfirmedRequest:
         # Fail closed: a write reached without passing the gate is refused.
         raise ConfirmationRefused(f"not done: {tool} requires the user's confirmation")
     return confirmed
+
+
+def _digest(arguments: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(dict(arguments), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _negotiated_round_trips(ctx) -> bool:
+    """True on MCP 2026-07-28 connections, which ask through InputRequiredResult instead."""
+    request = getattr(ctx, "request_context", None) if ctx is not None else None
+    return request is not None and request.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 def _generic_preview(arguments: Mapping[str, Any]) -> str:
@@ -84,6 +106,7 @@ class ConfirmationMiddleware(Middleware):
         self._tools = frozenset(tools)
         self._previews = dict(previews or {})
         self._timeout_s = timeout_s
+        self._answered: OrderedDict[str, None] = OrderedDict()  # single-use round-trip confirmations
 
     async def on_call_tool(self, context, call_next):
         tool = context.message.name
@@ -91,12 +114,55 @@ class ConfirmationMiddleware(Middleware):
             return await call_next(context)
         arguments = context.message.arguments or {}
         preview = self._previews.get(tool, _generic_preview)(arguments)
-        await self._ask(context.fastmcp_context, tool, preview)
-        token = _current.set(ConfirmedRequest(request_id=uuid.uuid4().hex, tool=tool))
+        ctx = context.fastmcp_context
+        if _negotiated_round_trips(ctx):
+            request_id = self._round_trip_answer(ctx, tool, arguments)
+            if request_id is None:
+                return self._round_trip_question(tool, arguments, preview)
+        else:
+            await self._ask(ctx, tool, preview)
+            request_id = uuid.uuid4().hex
+        token = _current.set(ConfirmedRequest(request_id=request_id, tool=tool))
         try:
             return await call_next(context)
         finally:
             _current.reset(token)
+
+    # MCP 2026-07-28 has no server-initiated requests: the call returns the question as an
+    # InputRequiredResult and the client retries it with the answer. The request state is
+    # sealed by the SDK, carries a digest of the arguments the user saw, and is single-use.
+
+    def _round_trip_question(self, tool: str, arguments: Mapping[str, Any], preview: str) -> InputRequiredToolResult:
+        state = json.dumps({"tool": tool, "arguments": _digest(arguments), "request_id": uuid.uuid4().hex})
+        question = ElicitRequest(params=ElicitRequestFormParams(
+            message=f"Allow {tool} to do exactly this?\n\n{preview}", requested_schema=_YES_NO_SCHEMA))
+        return InputRequiredToolResult(InputRequiredResult(input_requests={_QUESTION_KEY: question},
+                                                           request_state=state))
+
+    def _round_trip_answer(self, ctx, tool: str, arguments: Mapping[str, Any]) -> str | None:
+        """The confirmed request id, None when the question has not been asked yet; refuses otherwise."""
+        responses, state = ctx.input_responses, ctx.request_state
+        if responses is None or state is None:
+            return None
+        try:
+            asked = json.loads(state)
+            request_id = str(asked["request_id"])
+        except (ValueError, KeyError, TypeError):
+            self._refuse(tool, "the confirmation state is not ours")
+        if asked.get("tool") != tool or asked.get("arguments") != _digest(arguments):
+            self._refuse(tool, "the arguments changed after the user saw them")
+        if request_id in self._answered:
+            self._refuse(tool, "this confirmation was already used")
+        self._answered[request_id] = None
+        while len(self._answered) > MAX_REMEMBERED_CONFIRMATIONS:
+            self._answered.popitem(last=False)
+        answer = responses.get(_QUESTION_KEY)
+        action = getattr(answer, "action", None)
+        if action != "accept":
+            self._refuse(tool, _REFUSALS.get(action, "the user did not accept"))
+        if (getattr(answer, "content", None) or {}).get("value") is not True:
+            self._refuse(tool, "the user answered no")
+        return request_id
 
     async def _ask(self, ctx, tool: str, preview: str) -> None:
         if ctx is None:
