@@ -41,18 +41,21 @@ max_concurrency = 32
 breaker_failures = 20
 breaker_cooldown_s = 10
 timeout_s = 15
+queue_s = 2
 
 [upstreams.postgres]
 max_concurrency = 8
 breaker_failures = 20
 breaker_cooldown_s = 10
 timeout_s = 10
+queue_s = 2
 
 [upstreams.attestation]
 max_concurrency = 8
 breaker_failures = 20
 breaker_cooldown_s = 10
 timeout_s = 20
+queue_s = 1
 
 # A session makes 20 searches and 20 queries: the burst of 15 plus the refill is deliberately
 # not quite enough, so every run sees some per-principal quota denials.

@@ -21,6 +21,8 @@ NO_UPSTREAM = "none"
 
 _TOP_KEYS = frozenset({"global", "upstreams", "tools"})
 _UPSTREAM_KEYS = frozenset({"max_concurrency", "breaker_failures", "breaker_cooldown_s", "timeout_s"})
+_OPTIONAL_UPSTREAM_KEYS = frozenset({"queue_s"})
+DEFAULT_QUEUE_S = 0.25
 _TOOL_KEYS = frozenset({"class", "scopes", "confirm", "upstream", "quota"})
 PACKAGED_POLICY = "capabilities.toml"
 
@@ -51,6 +53,7 @@ class UpstreamLimits:
     breaker_failures: int
     breaker_cooldown_s: float
     timeout_s: float
+    queue_s: float = DEFAULT_QUEUE_S  # how long a call may wait for a free slot before it is refused
 
 
 @dataclass(frozen=True)
@@ -126,13 +129,14 @@ def _upstream(source: str, name: str, raw: Any) -> UpstreamLimits:
     where = f"[upstreams.{name}]"
     if name not in KNOWN_UPSTREAMS or name == NO_UPSTREAM:
         _reject(source, where, f"unknown upstream {name!r}")
-    table = _table(source, where, raw, _UPSTREAM_KEYS, _UPSTREAM_KEYS)
+    table = _table(source, where, raw, _UPSTREAM_KEYS | _OPTIONAL_UPSTREAM_KEYS, _UPSTREAM_KEYS)
     return UpstreamLimits(
         name=name,
         max_concurrency=int(_number(source, f"{where}.max_concurrency", table["max_concurrency"], integer=True)),
         breaker_failures=int(_number(source, f"{where}.breaker_failures", table["breaker_failures"], integer=True)),
         breaker_cooldown_s=_number(source, f"{where}.breaker_cooldown_s", table["breaker_cooldown_s"]),
         timeout_s=_number(source, f"{where}.timeout_s", table["timeout_s"]),
+        queue_s=_number(source, f"{where}.queue_s", table.get("queue_s", DEFAULT_QUEUE_S)),
     )
 
 

@@ -27,7 +27,6 @@ from app.errors import CapabilityDenied
 
 Clock = Callable[[], float]
 MAX_TRACKED_BUCKETS = 10_000
-CONCURRENCY_WAIT_S = 0.25
 
 
 class QuotaExceeded(CapabilityDenied):
@@ -128,12 +127,12 @@ class UpstreamSlots:
     """Concurrency caps, one semaphore per upstream.
 
     Args:
-        upstreams: Limits per upstream name.
-        wait_s: How long a call waits for a free slot before it is denied.
+        upstreams: Limits per upstream name; `queue_s` is how long a call waits for a free slot.
+        wait_s: Overrides every upstream's `queue_s` (tests).
     """
 
-    def __init__(self, upstreams: dict[str, UpstreamLimits], wait_s: float = CONCURRENCY_WAIT_S) -> None:
-        self._wait_s = wait_s
+    def __init__(self, upstreams: dict[str, UpstreamLimits], wait_s: float | None = None) -> None:
+        self._waits = {name: limits.queue_s if wait_s is None else wait_s for name, limits in upstreams.items()}
         self._slots = {name: asyncio.Semaphore(limits.max_concurrency) for name, limits in upstreams.items()}
 
     @asynccontextmanager
@@ -144,7 +143,7 @@ class UpstreamSlots:
             return
         slot = self._slots[upstream]
         try:
-            await asyncio.wait_for(slot.acquire(), self._wait_s)
+            await asyncio.wait_for(slot.acquire(), self._waits[upstream])
         except TimeoutError:
             raise QuotaExceeded(f"too many concurrent calls to {upstream}", 1) from None
         try:

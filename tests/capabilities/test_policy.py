@@ -54,9 +54,13 @@ class TestInvalidPolicyRefused:
 
     def test_tool_on_an_upstream_without_limits(self):
         text = POLICY_TEXT.replace("[upstreams.attestation]\nmax_concurrency = 2\nbreaker_failures = 3\n"
-                                   "breaker_cooldown_s = 30\ntimeout_s = 20\n", "")
+                                   "breaker_cooldown_s = 30\ntimeout_s = 20\nqueue_s = 1\n", "")
         with pytest.raises(PolicyError, match=r"\[tools.attestation_status\].upstream.*no \[upstreams.attestation\]"):
             parse_policy(text, "test-policy")
+
+    def test_a_queue_time_must_be_positive(self):
+        with pytest.raises(PolicyError, match=r"upstreams.github\]\.queue_s"):
+            parse_policy(POLICY_TEXT.replace("queue_s = 2 ", "queue_s = 0 ", 1), "test-policy")
 
     def test_missing_file_names_the_file(self, tmp_path):
         with pytest.raises(PolicyError, match="nope.toml"):

@@ -91,8 +91,9 @@ class TestQuotaThroughServer:
 
 
 class TestConcurrencyCap:
-    async def test_call_over_the_cap_is_refused_after_a_short_wait(self, tmp_path):
-        stack = Stack(tmp_path, policy=policy_replacing("max_concurrency = 8", "max_concurrency = 1"))
+    async def test_call_over_the_cap_is_refused_after_its_queue_time(self, tmp_path):
+        stack = Stack(tmp_path, policy=policy_replacing("max_concurrency = 8", "max_concurrency = 1",
+                                                        "queue_s = 2 ", "queue_s = 0.1 "))
         stack.gate = asyncio.Event()
         async with Client(stack.server) as client:
             first = asyncio.create_task(client.call_tool("github_search_issues", {"query": "a"}))
@@ -110,6 +111,23 @@ class TestConcurrencyCap:
             await asyncio.sleep(0.05)
             stack.gate.set()
             assert not any(result.is_error for result in await asyncio.gather(*calls))
+
+    async def test_a_queued_call_runs_when_a_slot_frees_within_its_queue_time(self):
+        slots = UpstreamSlots(load_policy().upstreams)  # github: queue_s = 2 in the packaged policy
+        held = asyncio.Event()
+
+        async def first():
+            async with slots.hold("github"):
+                held.set()
+                await asyncio.sleep(0.1)
+
+        for _ in range(7):  # fill all but one of github's 8 slots for the whole test
+            await slots._slots["github"].acquire()
+        task = asyncio.create_task(first())
+        await held.wait()
+        async with slots.hold("github"):  # waits ~0.1 s for the first call's slot instead of being refused
+            pass
+        await task
 
     async def test_slot_is_released_after_the_call(self):
         slots = UpstreamSlots(load_policy().upstreams, wait_s=0.01)

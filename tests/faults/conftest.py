@@ -44,8 +44,10 @@ def server_specs(refusing_port: int) -> dict[str, dict]:
                     "timeout_s": UPSTREAM_TIMEOUT_S}
     return {
         "breakers": {"tuning": {"github": fast_breaker}},
-        "hangs": {"tuning": {"github": {"max_concurrency": GITHUB_SLOTS, "timeout_s": UPSTREAM_TIMEOUT_S},
-                             "webhook": {"max_concurrency": WEBHOOK_SLOTS}}},
+        # Short queues: the calls over the cap must be refused, not wait for a hung slot.
+        "hangs": {"tuning": {"github": {"max_concurrency": GITHUB_SLOTS, "timeout_s": UPSTREAM_TIMEOUT_S,
+                                        "queue_s": 0.25},
+                             "webhook": {"max_concurrency": WEBHOOK_SLOTS, "queue_s": 0.25}}},
         # GitHub and the webhook point at a port that refuses connections; Postgres is the real one.
         "unreachable": {"tuning": {"postgres": fast_breaker},
                         "env": {"GITHUB_API_URL": closed, "WEBHOOK_URL": f"{closed}{CANARY_WEBHOOK_PATH}"}},
