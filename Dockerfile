@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY app/ app/
-COPY policy/__init__.py policy/release_policy.py policy/capabilities.toml policy/
+COPY policy/__init__.py policy/release_policy.py app/capabilities.toml policy/
 RUN pip install . && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp
 
 USER 10001

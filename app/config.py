@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import urlsplit
 
-from app.capabilities.auth import AuthConfigError, AuthSettings
+from app.auth.settings import AuthConfigError, AuthSettings
+from app.urls import UntrustedUrl, require_https_or_loopback
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_PORT = 8080
 TEE_MODE = "tee"
 ENV_MODE = "env"
 _MODES = frozenset({ENV_MODE, TEE_MODE})
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which setting and why."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when `host` names only this machine (so binding it exposes nothing)."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -84,10 +72,11 @@ def load_settings(
     if mode not in _MODES:
         raise ConfigError(f"MCP_TEE_MODE must be one of {sorted(_MODES)}, got {mode!r}")
     github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
-    api = urlsplit(github_api_url)
-    # The token rides on every request: plain http only to this machine (stand-ins, tests).
-    if api.scheme != "https" and not (api.scheme == "http" and is_loopback_host(api.hostname or "")):
-        raise ConfigError("GITHUB_API_URL must be https (http only on loopback)")
+    try:
+        # The token rides on every request: plain http only to this machine (stand-ins, tests).
+        require_https_or_loopback(github_api_url, "GITHUB_API_URL")
+    except UntrustedUrl:
+        raise ConfigError("GITHUB_API_URL must be https (http only on loopback)") from None
     settings = Settings(
         host=host or "127.0.0.1",
         port=port if port is not None else DEFAULT_PORT,

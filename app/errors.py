@@ -1,6 +1,8 @@
-"""Error types that tools raise; every one becomes a short MCP tool error, never a traceback."""
+"""Error types that tools and layers raise, and the one way to deny; each becomes a short MCP tool error."""
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 from fastmcp.exceptions import ToolError
 
@@ -23,4 +25,21 @@ class UpstreamError(ToolError):
 
 
 class CapabilityDenied(ToolError):
-    """A capability rule (scope, quota, confirmation, breaker) refused the call."""
+    """A rule refused the call; the audit records it as a denial, naming `layer`.
+
+    Args:
+        message: Short, secret-free, says what to do.
+        layer: Who refused: `auth`, `scopes`, `confirmation`, `quota`, `breaker`, `sql_guard`, `db_role`, ...
+    """
+
+    layer = "policy"
+
+    def __init__(self, message: str, *, layer: str | None = None) -> None:
+        super().__init__(message)
+        if layer is not None:
+            self.layer = layer
+
+
+def deny(message: str, *, layer: str, error: type[CapabilityDenied] = CapabilityDenied) -> NoReturn:
+    """The one way a layer refuses a call: raise a `CapabilityDenied`, which the audit records as denied."""
+    raise error(message, layer=layer) from None

@@ -2,7 +2,7 @@
 
 Threat model: a session's key and credentials must never serve another session
 or another caller. Entries are keyed by the verified principal *and* the MCP
-session id (`owned_session_id`), so learning someone's session id (it travels
+session id (`session_key`), so learning someone's session id (it travels
 in a header, and newer protocol versions let clients pick it) gives a different
 caller only an empty session of their own. State lives in memory only and is
 bounded (an LRU cap on sessions, a TTL on credentials, swept on access), so a
@@ -18,14 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from app.attestation.session import SessionKey
-from app.capabilities.principal import LOCAL_SUBJECT, PRINCIPAL_SCOPE_KEY, current_principal
+from app.wire.session_seal import SessionKey
 from app.errors import InvalidArgument
+from app.wire.credentials import MAX_CREDENTIAL_TTL_S
 
 MAX_SESSIONS = 1024
 MAX_NONCES_PER_SESSION = 64
-DEFAULT_CREDENTIAL_TTL_S = 15 * 60
-MAX_CREDENTIAL_TTL_S = 60 * 60
 SWEEP_INTERVAL_S = 1.0
 
 
@@ -35,11 +33,6 @@ _OWNER_SEPARATOR = "\x1f"
 def session_key(owner: str, session_id: str) -> str:
     """The registry key: a principal and one of its MCP session ids, together."""
     return f"{owner}{_OWNER_SEPARATOR}{session_id}"
-
-
-def owned_session_id(session_id: str) -> str:
-    """The registry key for the current caller's MCP session."""
-    return session_key(current_principal().subject, session_id)
 
 
 @dataclass(frozen=True, repr=False)
@@ -170,35 +163,3 @@ class SessionRegistry:
             session = self._sessions.pop(session_id, None)
             if session is not None:
                 self._forget(session)
-
-
-class ForgetEndedSessions:
-    """ASGI wrapper: when a client ends its MCP session (`DELETE` with `Mcp-Session-Id`), forget it.
-
-    The MCP SDK offers no session-end hook, so this watches the transport's own
-    termination request and drops the session's key and credentials once the
-    transport accepted it. Sessions that simply go idle age out by LRU and TTL.
-    """
-
-    def __init__(self, app, registry: SessionRegistry, path: str) -> None:
-        self._app = app
-        self._registry = registry
-        self._path = path
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "DELETE" or scope["path"].rstrip("/") != self._path:
-            await self._app(scope, receive, send)
-            return
-        session_id = dict(scope["headers"]).get(b"mcp-session-id", b"").decode("latin-1")
-        principal = scope.get(PRINCIPAL_SCOPE_KEY)  # absent only when auth is off (loopback dev)
-        owner = principal.subject if principal is not None else LOCAL_SUBJECT
-        statuses: list[int] = []
-
-        async def observe(message) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-            await send(message)
-
-        await self._app(scope, receive, observe)
-        if session_id and statuses and 200 <= statuses[0] < 300:
-            self._registry.discard(session_key(owner, session_id))

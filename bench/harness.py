@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.capabilities.dev_issuer import DevIssuer  # noqa: E402
+from app.auth.dev_issuer import DevIssuer  # noqa: E402
 from app.devstack.postgres import LocalPostgres  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 

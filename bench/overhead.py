@@ -62,19 +62,20 @@ def _full_app(state: Path, audience: str):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from fastmcp import FastMCP
 
-    from app.capabilities.audit_log import AuditLog, AuditSigner
-    from app.capabilities.auth import AuthSettings, protect_app
-    from app.capabilities.breakers import Breakers
-    from app.capabilities.policy import parse_policy
-    from app.capabilities.principal import PrincipalProvider
-    from app.capabilities.redaction import Redactor
-    from app.capabilities.stack import build_capability_middleware
+    from app.audit.log import AuditLog, AuditSigner
+    from app.auth.resource_server import protect_app
+    from app.auth.settings import AuthSettings
+    from app.middleware.breakers import Breakers
+    from app.capability_policy import parse_policy
+    from app.auth.principal import PrincipalProvider
+    from app.audit.redaction import Redactor
+    from app.middleware.stack import build_middleware
 
     policy = parse_policy(BENCH_POLICY, "bench-policy")
     audit = AuditLog(state / "audit.jsonl", AuditSigner(Ed25519PrivateKey.generate()))
-    middleware = build_capability_middleware(
-        policy, audit=audit, redactor=Redactor(["bench-canary-secret"]), breakers=Breakers(policy.upstreams),
-        principal_provider=PrincipalProvider(auth_enabled=True))
+    middleware = build_middleware(
+        policy, (), audit=audit, redactor=Redactor(["bench-canary-secret"]), breakers=Breakers(policy.upstreams),
+        principals=PrincipalProvider(auth_enabled=True))
     server = FastMCP("bench-full", middleware=middleware)
     server.tool(echo)
     settings = AuthSettings.from_env({"MCP_AUTH_ISSUER": "dev", "MCP_AUTH_AUDIENCE": audience},
@@ -172,7 +173,7 @@ def run(calls: int) -> dict[str, list[float]]:
         try:
             for name, port in ports.items():
                 _wait_for(port, processes[name])
-            from app.capabilities.dev_issuer import DevIssuer
+            from app.auth.dev_issuer import DevIssuer
 
             token = DevIssuer(state / "dev-issuer").mint(scopes=["mcp:read"], audience=f"http://127.0.0.1:{ports['full']}/mcp")
             urls = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}

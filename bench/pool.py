@@ -23,7 +23,7 @@ from harness import latency_summary, local_postgres, scratch_dir  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from app.tools.sql_guard import guard_sql  # noqa: E402
+from app.guards.sql import guard_sql  # noqa: E402
 from app.upstreams.postgres import ReadOnlyDatabase, fetch_capped, set_local_limits  # noqa: E402
 
 QUERY = "SELECT id, title, state FROM issues WHERE state = 'open' ORDER BY id LIMIT 20"

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import latency_summary  # noqa: E402
 
-from app.attestation.jwks import JwksCache  # noqa: E402
-from app.attestation.runtime_data import canonical_json  # noqa: E402
+from app.attestation.maa_keys import maa_jwks_cache  # noqa: E402
+from app.wire.runtime_data import canonical_json  # noqa: E402
 from app.attestation.verifier import verify_maa_token  # noqa: E402
 from app.emulator.server import start_emulator  # noqa: E402
 
@@ -33,15 +33,15 @@ def run(rounds: int) -> dict[str, dict[str, float]]:
     with start_emulator(CCE_POLICY) as emulator:
         token = emulator.state.issuer.mint(canonical_json({"nonce": NONCE}))
 
-        def verify(cache: JwksCache) -> None:
+        def verify(cache) -> None:
             verify_maa_token(token, issuer=emulator.issuer, expected_hostdata=emulator.hostdata, nonce=NONCE,
                              jwks_cache=cache)
 
-        warm_cache = JwksCache()
+        warm_cache = maa_jwks_cache()
         samples: dict[str, list[float]] = {"warm JWKS cache": [], "cold JWKS cache": []}
         for index in range(WARMUP_ROUNDS + rounds):
             for name in samples:
-                cache = warm_cache if name.startswith("warm") else JwksCache()
+                cache = warm_cache if name.startswith("warm") else maa_jwks_cache()
                 started = time.perf_counter()
                 verify(cache)
                 if index >= WARMUP_ROUNDS:

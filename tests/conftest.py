@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from app.devstack.postgres import LocalPostgres
 from app.devstack.standins import GitHubStandIn, WebhookSink
 from app.devstack.threaded import ThreadedServer
+from tests.support.stack import policy_document
 from tests.support.canaries import CANARY_DB_PASSWORD, CANARY_GITHUB_TOKEN, CANARY_WEBHOOK_PATH
 from tests.support.server_process import ServerProcess
 
@@ -61,12 +61,14 @@ def _reset_standins(request):
 @pytest.fixture(scope="session")
 def roomy_policy(tmp_path_factory) -> Path:
     """The packaged policy with quotas and breaker thresholds raised, so functional suites never trip them."""
-    text = resources.files("policy").joinpath("capabilities.toml").read_text()
-    text = re.sub(r"(per_principal_per_minute|per_minute) = \d+", r"\1 = 1000000", text)
-    text = re.sub(r"burst = \d+", "burst = 100000", text)
-    text = re.sub(r"breaker_failures = \d+", "breaker_failures = 100000", text)
+    document = policy_document()
+    document["global"].update(per_minute=1_000_000, burst=100_000)
+    for upstream in document["upstreams"].values():
+        upstream["breaker_failures"] = 100_000
+    for tool in document["tools"].values():
+        tool["quota"].update(per_principal_per_minute=1_000_000, burst=100_000)
     path = tmp_path_factory.mktemp("policy") / "capabilities.toml"
-    path.write_text(text)
+    path.write_text(tomli_w.dumps(document))
     return path
 
 
@@ -97,3 +99,7 @@ def server(baseline_env, tmp_path_factory):
 def pytest_configure(config):
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.path.insert(0, str(REPO_ROOT))
+
+
+# Emulator fixtures serve tests in attestation/, secrets/, emulator/, wire/, cli/ and agent/ alike.
+from tests.support.emulator_fixtures import emulator, recording_server, shared_emulator, unseal_key_pem  # noqa: E402,F401

@@ -37,13 +37,13 @@ from mcp.client.streamable_http import streamable_http_client
 from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
 from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
-from app.attestation.jwks import require_trusted_url, same_url
-from app.attestation.runtime_data import b64url, b64url_decode, tools_digest
-from app.attestation.session import seal_to_session
+from app.attestation.maa_keys import require_trusted_url
+from app.urls import same_url
+from app.wire.runtime_data import b64url, b64url_decode, tools_digest
+from app.wire.session_seal import seal_to_session
 from app.attestation.verifier import check_maa_token, verify_maa_token
-from app.attestation.verifier_errors import UntrustedIssuerUrl
-from app.sessions import DEFAULT_CREDENTIAL_TTL_S
-from app.tools.session_credentials import credential_payload
+from app.attestation.errors import UntrustedIssuerUrl
+from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, credential_payload
 
 ATTESTATION_TOOL = "attestation_status"
 CREDENTIALS_TOOL = "provide_session_credentials"

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.config import is_loopback_host
+from app.urls import is_loopback_host
 
 PASS, FAIL = "✓", "✗"
 NOT_ATTESTED = "not attested"

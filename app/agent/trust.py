@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from app.attestation.jwks import require_trusted_url
-from app.attestation.verifier_errors import UntrustedIssuerUrl
+from app.attestation.maa_keys import require_trusted_url
+from app.attestation.errors import UntrustedIssuerUrl
 from policy.release_policy import maa_authority
 
 HOSTDATA_HEX_LENGTH = 64

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.attestation.runtime_data import b64url_decode
+from app.wire.runtime_data import b64url_decode
 
 RSA_PRIVATE_JWK_FIELDS = ("n", "e", "d", "p", "q", "dp", "dq", "qi")
 MAX_ERROR_TEXT = 200

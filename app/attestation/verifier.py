@@ -26,9 +26,11 @@ from typing import Any, Callable, Mapping
 
 import jwt
 
-from app.attestation.jwks import JwksCache, certs_url_for, require_trusted_url, same_url
-from app.attestation.runtime_data import expected_reportdata
-from app.attestation.verifier_errors import (
+from app.attestation.maa_keys import certs_url_for, maa_jwks_cache, require_trusted_url, signing_key, signing_key_async
+from app.jwks import JwksCache
+from app.urls import same_url
+from app.wire.runtime_data import expected_reportdata
+from app.attestation.errors import (
     AlgorithmNotAllowed,
     AttestationError,
     AttestationTypeMismatch,
@@ -51,7 +53,7 @@ ALLOWED_ALGORITHMS = frozenset({"RS256"})
 EXPECTED_ATTESTATION_TYPE = "sevsnpvm"
 EXPECTED_COMPLIANCE_STATUS = "azure-compliant-uvm"
 MAX_TOKEN_LENGTH = 64 * 1024
-_DEFAULT_CACHE = JwksCache()
+_DEFAULT_CACHE = maa_jwks_cache()
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ def verify_maa_token(token: str, *, issuer: str, jwks_url: str | None = None, ex
     """
     exp = _expectations(issuer, jwks_url, expected_hostdata, nonce, expected_runtime, leeway, now)
     header = _header(token, exp)
-    key = (jwks_cache or _DEFAULT_CACHE).key(exp.certs_url, header["kid"])
+    key = signing_key(jwks_cache or _DEFAULT_CACHE, exp.certs_url, header["kid"])
     claims = _signed_claims(token, key)
     _claim_checks(claims, exp, collect=False)
     return claims
@@ -262,7 +264,7 @@ async def verify_maa_token_async(token: str, *, issuer: str, jwks_url: str | Non
     """Async twin of :func:`verify_maa_token` (same checks; the JWKS is fetched without blocking)."""
     exp = _expectations(issuer, jwks_url, expected_hostdata, nonce, expected_runtime, leeway, now)
     header = _header(token, exp)
-    key = await (jwks_cache or _DEFAULT_CACHE).key_async(exp.certs_url, header["kid"])
+    key = await signing_key_async(jwks_cache or _DEFAULT_CACHE, exp.certs_url, header["kid"])
     claims = _signed_claims(token, key)
     _claim_checks(claims, exp, collect=False)
     return claims
@@ -278,7 +280,7 @@ def check_maa_token(token: str, *, issuer: str, jwks_url: str | None = None, exp
     exp = _expectations(issuer, jwks_url, expected_hostdata, nonce, expected_runtime, leeway, now)
     try:
         header = _header(token, exp)
-        key = (jwks_cache or _DEFAULT_CACHE).key(exp.certs_url, header["kid"])
+        key = signing_key(jwks_cache or _DEFAULT_CACHE, exp.certs_url, header["kid"])
         claims = _signed_claims(token, key)
     except AttestationError as error:
         return [CheckResult(error.check, False, str(error))]

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from app.attestation.runtime_data import expected_reportdata
+from app.wire.runtime_data import expected_reportdata
 from policy.release_policy import ACI_COMPLIANCE_STATUS
 
 TOKEN_LIFETIME_S = 8 * 3600

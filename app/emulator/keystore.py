@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.attestation.runtime_data import b64url
+from app.wire.runtime_data import b64url
 from app.emulator.release_policy_eval import PolicyInvalid, evaluate_release_policy
 from policy.release_policy import encode_release_policy
 

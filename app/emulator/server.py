@@ -25,7 +25,7 @@ from app.emulator.keystore import KeyStore, key_pem, load_or_create_key
 from app.emulator.sidecar_api import IDENTITY_TOKEN_PATH, build_sidecar_app
 from app.emulator.state import EmulatorState
 from app.emulator.vault_api import build_vault_app
-from app.secrets.sealing import seal
+from app.secrets.jwe import seal
 from policy.release_policy import build_release_policy, hostdata_of
 
 LOOPBACK = "127.0.0.1"

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.attestation.runtime_data import canonical_json
+from app.wire.runtime_data import canonical_json
 from app.emulator.keystore import ReleaseRefused
 from app.emulator.state import EmulatorState
 

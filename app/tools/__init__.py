@@ -1,1 +1,1 @@
-"""The MCP tools: thin functions over upstream clients; policy lives in app/capabilities."""
+"""The MCP tools: thin functions over upstream clients, each declared by one `ToolSpec`; policy is middleware."""

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import hashlib
+from typing import Any, Mapping
+
 from fastmcp import FastMCP
 from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from app.state import ServerState
-from app.tools.sql_guard import MAX_SQL_CHARS, guard_sql
-from app.capabilities.untrusted import untrusted_result
+from app.guards.sql import MAX_SQL_CHARS, guard_sql
+from app.secrets import DB_CONNECTION_STRING
+from app.tools.spec import AuditSummary, ToolSpec
+from app.tools.state import ServerState
 
 MAX_ROWS_LIMIT = 1000
 
@@ -21,17 +25,37 @@ def register(mcp: FastMCP, state: ServerState) -> None:
     async def query_database(
         sql: Annotated[str, Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT/WITH/VALUES/TABLE statement")],
         max_rows: Annotated[int, Field(ge=1, le=MAX_ROWS_LIMIT)] = 100,
-    ) -> ToolResult:
+    ) -> dict:
         """Run one read-only SQL query (SELECT, WITH, VALUES or TABLE) and return at most max_rows rows."""
         guarded = guard_sql(sql)  # raises SqlRejected, a clear InvalidArgument
         result = await state.database.query(guarded.sql, max_rows=max_rows)
-        return untrusted_result(
-            {
-                "columns": result.columns,
-                "rows": result.rows,
-                "row_count": len(result.rows),
-                "truncated": result.truncated,
-                "truncated_reason": result.truncated_reason,
-                "statement_fingerprint": guarded.fingerprint,
-            }
-        )
+        return {
+            "columns": result.columns,
+            "rows": result.rows,
+            "row_count": len(result.rows),
+            "truncated": result.truncated,
+            "truncated_reason": result.truncated_reason,
+            "statement_fingerprint": guarded.fingerprint,
+        }
+
+
+def audit_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[str, Any]:
+    """The statement's SHA-256, its literal-free fingerprint and the row count; never its text."""
+    sql = args.get("sql")
+    structured = result.structured_content if result is not None else None
+    structured = structured if isinstance(structured, dict) else {}
+    return {
+        "sql_sha256": hashlib.sha256(sql.encode()).hexdigest() if isinstance(sql, str) else None,
+        # Groups statements by shape without their literals (pglast's fingerprint).
+        "sql_fingerprint": structured.get("statement_fingerprint"),
+        "row_count": structured.get("row_count"),
+    }
+
+
+SPEC = ToolSpec(
+    name="query_database",
+    register=register,
+    requires_secret=DB_CONNECTION_STRING,
+    untrusted_output=True,
+    audit_summary=AuditSummary(omit=frozenset({"sql"}), summarize=audit_summary),
+)

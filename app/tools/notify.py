@@ -6,12 +6,15 @@ import re
 from typing import Annotated, Any, Literal, Mapping
 
 from fastmcp import FastMCP
+from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from app.capabilities.confirm import current_confirmation
+from app.confirmation import current_confirmation
 from app.errors import InvalidArgument
-from app.state import ServerState
+from app.secrets import WEBHOOK_URL
+from app.tools.spec import AuditSummary, ToolSpec
+from app.tools.state import ServerState
 
 TOOL_NAME = "send_notification"
 MAX_MESSAGE_CHARS = 2000
@@ -55,3 +58,19 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         status = await state.webhook.post(payload, idempotency_key=confirmed.request_id)
         return {"sent": True, "channel": channel, "urgency": urgency, "delivery_status": status,
                 "idempotency_key": confirmed.request_id}
+
+
+def audit_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[str, Any]:
+    """The message's length and channel; never its text."""
+    message = args.get("message")
+    return {"message_length": len(message) if isinstance(message, str) else None,
+            "channel": args.get("channel", "general")}
+
+
+SPEC = ToolSpec(
+    name=TOOL_NAME,
+    register=register,
+    requires_secret=WEBHOOK_URL,
+    confirmation_preview=preview,
+    audit_summary=AuditSummary(omit=frozenset({"message"}), summarize=audit_summary),
+)

@@ -10,40 +10,32 @@ the session key). Accepted values live in memory only, carry a TTL (default
 stored, and are reported back as kind and expiry, never as values. Refusals
 say what to do without echoing the input: every one goes through ``_reject``.
 
-Sealed plaintext (canonical JSON, UTF-8)::
-
-    {"kind": "github_token", "token": "<the user's token>", "ttl_s": 900}
-
-``kind`` must be one of :data:`ALLOWED_CREDENTIAL_KINDS`; ``ttl_s`` is optional
-(default 900) and capped at 3600.
+The sealed plaintext's format is `app.wire.credentials`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Mapping, NoReturn
 
 from fastmcp import Context, FastMCP
+from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from app.attestation.runtime_data import canonical_json
-from app.attestation.session import SessionSealError
 from app.errors import InvalidArgument
-from app.sessions import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S, owned_session_id
-from app.state import ServerState
+from app.sessions import session_key
+from app.tools.spec import AuditSummary, ToolSpec
+from app.tools.state import ServerState
+from app.wire.credentials import CredentialPayload, parse_credential_payload
+from app.wire.session_seal import SessionSealError
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_CREDENTIAL_KINDS = frozenset({"github_token"})
-PAYLOAD_FIELDS = frozenset({"kind", "token", "ttl_s"})
 # X25519 encapsulated key (32 bytes) + AES-GCM tag (16 bytes) = 48 bytes = 64 base64url characters.
 MIN_SEALED_CHARS = 64
 MAX_SEALED_CHARS = 8 * 1024
-MAX_TOKEN_CHARS = 4096
 SEALED_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 # Shapes of a credential sent as itself instead of sealed: refused with a pointer to the agent.
 PLAINTEXT_SHAPES: tuple[re.Pattern[str], ...] = (
@@ -53,49 +45,6 @@ PLAINTEXT_SHAPES: tuple[re.Pattern[str], ...] = (
 )
 PLAINTEXT_REFUSAL = ("plaintext credentials are refused: seal them to this session's attested key "
                      "(mcp-tee agent URL --github-token-stdin, or AttestedSession.provide_credentials)")
-
-
-@dataclass(frozen=True, repr=False)
-class CredentialPayload:
-    """The opened plaintext of one sealed credential (never printed)."""
-
-    kind: str
-    token: str
-    ttl_s: int
-
-    def __repr__(self) -> str:
-        return f"CredentialPayload(kind={self.kind!r}, ttl_s={self.ttl_s})"
-
-
-def _payload(kind: Any, token: Any, ttl_s: Any) -> CredentialPayload:
-    """Validate the fields; messages name the field, never its value."""
-    if kind not in ALLOWED_CREDENTIAL_KINDS:
-        raise ValueError(f"kind must be one of {sorted(ALLOWED_CREDENTIAL_KINDS)}")
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
-        raise ValueError(f"token must be a string of 1..{MAX_TOKEN_CHARS} characters")
-    # A token ends up in an HTTP header: no whitespace, no control characters.
-    if not all(c.isascii() and c.isprintable() and not c.isspace() for c in token):
-        raise ValueError("token must be printable ASCII without whitespace")
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s < 1:
-        raise ValueError("ttl_s must be a positive whole number of seconds")
-    return CredentialPayload(kind, token, min(ttl_s, MAX_CREDENTIAL_TTL_S))
-
-
-def credential_payload(kind: str, token: str, ttl_s: int = DEFAULT_CREDENTIAL_TTL_S) -> bytes:
-    """The plaintext an agent seals (canonical JSON); raises ``ValueError`` for a field the server would refuse."""
-    payload = _payload(kind, token, ttl_s)
-    return canonical_json({"kind": payload.kind, "token": payload.token, "ttl_s": payload.ttl_s})
-
-
-def parse_credential_payload(plaintext: bytes) -> CredentialPayload:
-    """Parse an opened blob; raises ``ValueError`` with a secret-free message."""
-    try:
-        document = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ValueError("sealed content is not a JSON credential object") from None
-    if not isinstance(document, dict) or not {"kind", "token"} <= set(document) <= PAYLOAD_FIELDS:
-        raise ValueError(f"sealed content must be an object with fields {sorted(PAYLOAD_FIELDS)}")
-    return _payload(document["kind"], document["token"], document.get("ttl_s", DEFAULT_CREDENTIAL_TTL_S))
 
 
 def _reject(reason: str) -> NoReturn:
@@ -135,7 +84,7 @@ def register(mcp: FastMCP, state: ServerState) -> None:
                                                  "(base64url); plaintext tokens are refused")],
     ) -> dict:
         """Hand this session your own scoped credentials, sealed to the attested session key; returns kind and expiry."""
-        session_id = owned_session_id(ctx.session_id) if ctx.session_id else None
+        session_id = session_key(state.principals().subject, ctx.session_id) if ctx.session_id else None
         payload = _open(state, session_id, sealed)
         # Redact before storing: from here on the value may travel through logs of upstream errors.
         state.redactor.add_secret(payload.token)
@@ -143,3 +92,17 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         logger.info("session credentials of kind %s provided (ttl %d s)", payload.kind, payload.ttl_s)
         return {"kind": payload.kind, "ttl_s": payload.ttl_s,
                 "session_credentials": state.sessions.active_credentials(session_id)}
+
+
+def audit_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[str, Any]:
+    """The credential's kind only; the sealed blob is never recorded."""
+    structured = result.structured_content if result is not None else None
+    return {"kind": structured.get("kind") if isinstance(structured, dict) else None}
+
+
+SPEC = ToolSpec(
+    name="provide_session_credentials",
+    register=register,
+    tee_only=True,  # layer-2 credentials need an attested session key
+    audit_summary=AuditSummary(omit=frozenset({"sealed"}), summarize=audit_summary),
+)

@@ -10,9 +10,10 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app import SERVER_NAME, __version__
-from app.attestation.runtime_data import tools_digest
-from app.sessions import owned_session_id
-from app.state import ServerState
+from app.sessions import session_key
+from app.tools.spec import ToolSpec
+from app.tools.state import ServerState
+from app.wire.runtime_data import tools_digest
 
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
 
@@ -30,7 +31,8 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         # The tools this caller sees (scope-filtered), so an agent can detect a changed tool set.
         visible = [tool.to_mcp_tool() for tool in await ctx.fastmcp.list_tools()]
         digest = tools_digest(visible)
-        evidence = await state.attestation.evidence(nonce=nonce, session_id=owned_session_id(ctx.session_id), tools_digest=digest)
+        owned = session_key(state.principals().subject, ctx.session_id)
+        evidence = await state.attestation.evidence(nonce=nonce, session_id=owned, tools_digest=digest)
         report = {
             "server": SERVER_NAME,
             "version": __version__,
@@ -39,9 +41,12 @@ def register(mcp: FastMCP, state: ServerState) -> None:
             "secrets_source": state.secrets.source,
             "disabled_capabilities": dict(state.disabled),
             "tools_digest": digest,
-            "session_credentials": state.sessions.active_credentials(owned_session_id(ctx.session_id)),
+            "session_credentials": state.sessions.active_credentials(owned),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         for extra in state.status_extras:
             report.update(extra())
         return report
+
+
+SPEC = ToolSpec(name="attestation_status", register=register)

@@ -1,6 +1,6 @@
 """Read-only query execution on a pooled Postgres connection, bounded in time, rows and bytes.
 
-Threat model: the SQL guard (app/tools/sql_guard.py) has already parsed the
+Threat model: the SQL guard (app/guards/sql.py) has already parsed the
 statement; this layer assumes it was wrong anyway. Every query runs inside a
 `READ ONLY` transaction with `SET LOCAL` statement, lock and idle timeouts,
 through a server-side cursor (the extended protocol, so a stacked statement
@@ -25,7 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from app.errors import CapabilityDenied, InvalidArgument, UpstreamError
+from app.errors import InvalidArgument, UpstreamError, deny
 
 UPSTREAM = "postgres"
 MAX_RESULT_BYTES = 256 * 1024
@@ -95,7 +95,7 @@ class ReadOnlyDatabase:
                     await set_local_limits(conn, self._statement_timeout_ms)
                     return await fetch_capped(conn, sql, max_rows)
         except _PRIVILEGE_ERRORS:
-            raise CapabilityDenied("the database refused this query: the server's role is read-only") from None
+            deny("the database refused this query: the server's role is read-only", layer="db_role")
         except pg_errors.QueryCanceled:
             raise InvalidArgument(
                 f"query exceeded the {self._statement_timeout_ms} ms statement timeout; narrow it down"

@@ -9,7 +9,7 @@ import pytest
 
 from app.agent import AttestedSession, NotVerified, TrustPolicy, VerificationFailed
 from app.agent.errors import ToolNotAttested, ToolsChanged
-from app.attestation.session import SessionKey
+from app.wire.session_seal import SessionKey
 from app.emulator.server import start_emulator
 from app.emulator.issuer import TOKEN_LIFETIME_S
 from tests.agent.conftest import CCE_POLICY

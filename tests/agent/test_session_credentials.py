@@ -8,12 +8,8 @@ import json
 import pytest
 
 from app.agent import AttestedSession
-from app.attestation.session import SessionKey, seal_to_session
-from app.tools.session_credentials import (
-    ALLOWED_CREDENTIAL_KINDS,
-    credential_payload,
-    parse_credential_payload,
-)
+from app.wire.session_seal import SessionKey, seal_to_session
+from app.wire.credentials import ALLOWED_CREDENTIAL_KINDS, credential_payload, parse_credential_payload
 from tests.agent.conftest import CANARY_USER_TOKEN
 from tests.support.canaries import CANARY_GITHUB_TOKEN
 from tests.support.mcp_client import mcp_session, text_of

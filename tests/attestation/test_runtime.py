@@ -10,20 +10,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.attestation.jwks import JwksCache
-from app.attestation.runtime import (
-    ReleasedSecrets,
-    TeeConfig,
-    TeeRuntime,
-    TeeStartupError,
-    derive_audit_signing_key,
-    refuse_plaintext_env,
-)
-from app.attestation.session import SessionKey
+from app.attestation.maa_keys import maa_jwks_cache
+from app.attestation.runtime import TeeConfig, TeeRuntime, TeeStartupError
+from app.secrets.tee_release import ReleasedSecrets, derive_audit_signing_key, refuse_plaintext_env, release_secrets
+from app.wire.session_seal import SessionKey
 from app.attestation.verifier import verify_maa_token
 from app.emulator.server import RunningEmulator, start_emulator
 from policy.release_policy import build_release_policy
-from tests.attestation.conftest import CANARIES, CLIENT_ID, cce_policy_b64
+from tests.support.emulator_fixtures import CANARIES, CLIENT_ID, cce_policy_b64
 
 NAMES = list(CANARIES)
 
@@ -65,7 +59,7 @@ class TestRelease:
     async def test_happy_path_unseals_every_secret_in_memory(self, emulator: RunningEmulator) -> None:
         _seal_canaries(emulator)
         runtime = TeeRuntime(_config(emulator))
-        released = await runtime.release(NAMES)
+        released = await release_secrets(runtime, NAMES)
         assert {name: released.get(name) for name in NAMES} == CANARIES
         assert released.failed == {}
         assert runtime.status()["failed_steps"] == []
@@ -73,7 +67,7 @@ class TestRelease:
     async def test_audit_key_is_derived_from_the_released_key(self, emulator: RunningEmulator) -> None:
         _seal_canaries(emulator)
         runtime = TeeRuntime(_config(emulator))
-        released = await runtime.release(NAMES)
+        released = await release_secrets(runtime, NAMES)
         expected = derive_audit_signing_key(emulator.state.keystore.key).public_key()
         raw = expected.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         derived = released.audit_signing_key.public_key().public_bytes(serialization.Encoding.Raw,
@@ -87,7 +81,7 @@ class TestRelease:
         config = TeeConfig(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", f"127.0.0.1:{vault_port}",
                            "mcp-tee-unseal", CLIENT_ID, release_deadline_s=10)
         runtime = TeeRuntime(config)
-        pending = asyncio.ensure_future(runtime._release_key())
+        pending = asyncio.ensure_future(runtime.release_key())
         await asyncio.sleep(0.5)
         assert not pending.done()
         with start_emulator(cce_policy_b64(), port=port, vault_port=vault_port):
@@ -103,7 +97,7 @@ class TestFailClosed:
                            release_deadline_s=3)
         runtime = TeeRuntime(config, sleep=fake.sleep, clock=fake.clock)
         with pytest.raises(TeeStartupError) as error:
-            await runtime.release(NAMES)
+            await release_secrets(runtime, NAMES)
         assert error.value.step == "key_release"
         assert sum(fake.sleeps) == pytest.approx(3)
         assert fake.sleeps[:3] == [0.2, 0.4, 0.8]  # Exponential backoff, capped by the deadline.
@@ -115,7 +109,7 @@ class TestFailClosed:
             fake = _FakeTime()
             runtime = TeeRuntime(_config(emulator), sleep=fake.sleep, clock=fake.clock)
             with pytest.raises(TeeStartupError, match="403") as error:
-                await runtime.release(NAMES)
+                await release_secrets(runtime, NAMES)
         assert error.value.step == "key_release" and fake.sleeps == []
 
     async def test_corrupted_ciphertext_fails_only_that_secret(self, emulator: RunningEmulator) -> None:
@@ -123,27 +117,27 @@ class TestFailClosed:
         sealed = emulator.state.get_secret("webhook-url")["value"]
         emulator.state.put_secret("webhook-url", sealed[:-6] + ("A" * 6 if not sealed.endswith("AAAAAA") else "B" * 6))
         runtime = TeeRuntime(_config(emulator))
-        released = await runtime.release(NAMES)
+        released = await release_secrets(runtime, NAMES)
         assert released.failed == {"webhook-url": "unseal:webhook-url"}
         assert released.get("webhook-url") is None and released.get("github-token") == CANARIES["github-token"]
         assert runtime.status()["failed_steps"] == ["unseal:webhook-url"]
 
     async def test_missing_secret_is_reported_by_name(self, emulator: RunningEmulator) -> None:
         emulator.put_sealed_secret("github-token", b"only-this-one")
-        released = await TeeRuntime(_config(emulator)).release(NAMES)
+        released = await release_secrets(TeeRuntime(_config(emulator)), NAMES)
         assert released.failed == {"db-connection-string": "secret_read:db-connection-string",
                                    "webhook-url": "secret_read:webhook-url"}
 
     async def test_vault_refusal_is_a_secret_read_failure(self, emulator: RunningEmulator) -> None:
         runtime = TeeRuntime(_config(emulator, IDENTITY_CLIENT_ID="not-our-identity"))
         with pytest.raises(TeeStartupError) as error:
-            await runtime.release(NAMES)
+            await release_secrets(runtime, NAMES)
         assert error.value.step == "secret_read"
 
     async def test_secret_sealed_to_another_key_fails_unseal(self, emulator: RunningEmulator) -> None:
         with start_emulator(cce_policy_b64()) as other:
             emulator.state.put_secret("github-token", other.put_sealed_secret("github-token", b"x"))
-        released = await TeeRuntime(_config(emulator)).release(["github-token"])
+        released = await release_secrets(TeeRuntime(_config(emulator)), ["github-token"])
         assert released.failed == {"github-token": "unseal:github-token"}
 
     @pytest.mark.parametrize("variable", ["GITHUB_TOKEN", "DB_CONNECTION_STRING", "WEBHOOK_URL"])
@@ -167,7 +161,7 @@ class TestAttest:
         session = SessionKey.generate()
         token = await TeeRuntime(_config(emulator)).attest("client-nonce-1", session.public_b64url, "ab" * 32)
         claims = verify_maa_token(token, issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
-                                  nonce="client-nonce-1", jwks_cache=JwksCache(), expected_runtime={
+                                  nonce="client-nonce-1", jwks_cache=maa_jwks_cache(), expected_runtime={
                                       "nonce": "client-nonce-1", "session_pub": session.public_b64url,
                                       "tools_digest": "ab" * 32})
         assert claims["x-ms-runtime"]["session_pub"] == session.public_b64url
@@ -186,11 +180,11 @@ class TestCanaries:
         _seal_canaries(emulator)
         emulator.state.put_secret("webhook-url", "garbage.not.a.real.jwe")
         runtime = TeeRuntime(_config(emulator))
-        released = await runtime.release(NAMES)
+        released = await release_secrets(runtime, NAMES)
         messages = [repr(released), str(runtime.status())]
         for broken in (_config(emulator, IDENTITY_CLIENT_ID="stranger"),):
             try:
-                await TeeRuntime(broken).release(NAMES)
+                await release_secrets(TeeRuntime(broken), NAMES)
             except TeeStartupError as exc:
                 messages.append(str(exc))
         captured = capsys.readouterr()

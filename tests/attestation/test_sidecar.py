@@ -9,13 +9,13 @@ import socket
 import httpx
 import pytest
 
-from app.attestation.jwks import JwksCache
-from app.attestation.runtime_data import canonical_json, runtime_claims
+from app.attestation.maa_keys import maa_jwks_cache
+from app.wire.runtime_data import canonical_json, runtime_claims
 from app.attestation.sidecar import SidecarClient, SidecarError, rsa_private_key_from_jwk
 from app.attestation.verifier import verify_maa_token
 from app.emulator.server import RunningEmulator, start_emulator
 from policy.release_policy import build_release_policy, hostdata_of
-from tests.attestation.conftest import cce_policy_b64
+from tests.support.emulator_fixtures import cce_policy_b64
 
 
 def _free_port() -> int:
@@ -33,7 +33,7 @@ class TestSidecarWireFormat:
         token = await SidecarClient(shared_emulator.sidecar_url).attest_maa(shared_emulator.maa_endpoint,
                                                                             canonical_json(runtime))
         claims = verify_maa_token(token, issuer=shared_emulator.issuer, expected_hostdata=shared_emulator.hostdata,
-                                  nonce="nonce-abcdefgh", expected_runtime=runtime, jwks_cache=JwksCache())
+                                  nonce="nonce-abcdefgh", expected_runtime=runtime, jwks_cache=maa_jwks_cache())
         assert claims["x-ms-sevsnpvm-vmpl"] == 0
 
     async def test_release_returns_the_double_encoded_private_key(self, shared_emulator: RunningEmulator) -> None:

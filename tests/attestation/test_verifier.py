@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.attestation import verifier_errors as errors
-from app.attestation.jwks import JwksCache
-from app.attestation.runtime_data import canonical_json, runtime_claims
+from app.attestation import errors
+from app.attestation.maa_keys import maa_jwks_cache
+from app.jwks import KeyUnavailable
+from app.wire.runtime_data import canonical_json, runtime_claims
 from app.attestation.verifier import check_maa_token, verify_maa_token, verify_maa_token_async
 from app.emulator.issuer import MaaIssuer
 from app.emulator.server import RunningEmulator
@@ -35,7 +36,7 @@ def issuer(shared_emulator: RunningEmulator) -> MaaIssuer:
 
 def _verify(emulator: RunningEmulator, token: str, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"issuer": emulator.issuer, "expected_hostdata": emulator.hostdata, "nonce": NONCE,
-                               "jwks_cache": JwksCache(), **overrides}
+                               "jwks_cache": maa_jwks_cache(), **overrides}
     return verify_maa_token(token, **options)
 
 
@@ -56,14 +57,14 @@ class TestAcceptsGenuineTokens:
 
     async def test_async_twin_runs_the_same_checks(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
         options = {"issuer": shared_emulator.issuer, "expected_hostdata": shared_emulator.hostdata,
-                   "jwks_cache": JwksCache()}
+                   "jwks_cache": maa_jwks_cache()}
         assert (await verify_maa_token_async(_mint(issuer), nonce=NONCE, **options))["x-ms-runtime"] == RUNTIME
         with pytest.raises(errors.NonceMismatch):
             await verify_maa_token_async(_mint(issuer), nonce="another-nonce-1", **options)
 
     def test_report_lists_every_check(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
         results = check_maa_token(_mint(issuer), issuer=shared_emulator.issuer, nonce=NONCE,
-                                  expected_hostdata=shared_emulator.hostdata, jwks_cache=JwksCache())
+                                  expected_hostdata=shared_emulator.hostdata, jwks_cache=maa_jwks_cache())
         assert all(r.ok for r in results)
         assert [r.check for r in results if r.skipped] == ["runtime"]
         assert {"algorithm", "jku", "signature", "issuer", "hostdata", "nonce", "reportdata"} <= {r.check for r in results}
@@ -92,7 +93,7 @@ class TestRefusesForgeries:
             _verify(shared_emulator, _alg_none(issuer))
 
     def test_hs256_keyed_with_the_public_key(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
-        cert = JwksCache().key(issuer.certs_url, issuer.kid)
+        cert = maa_jwks_cache().key(issuer.certs_url, issuer.kid)
         pem = cert.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         with pytest.raises(errors.AlgorithmNotAllowed):
             _verify(shared_emulator, _forged_hs256(issuer, pem))
@@ -155,7 +156,7 @@ class TestRefusesForgeries:
     def test_report_marks_the_failed_check(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
         results = check_maa_token(_mint(issuer, claims={"x-ms-sevsnpvm-is-debuggable": True}),
                                   issuer=shared_emulator.issuer, expected_hostdata=shared_emulator.hostdata,
-                                  jwks_cache=JwksCache())
+                                  jwks_cache=maa_jwks_cache())
         assert [r.check for r in results if not r.ok] == ["debuggable"]
 
 
@@ -177,7 +178,7 @@ class TestIssuerTrust:
                                              monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("NETRC", "/nonexistent")
         server = recording_server(issuer.jwks())
-        JwksCache().key(server.url + "/certs", issuer.kid)
+        maa_jwks_cache().key(server.url + "/certs", issuer.kid)
         (_, headers), = server.requests
         assert not {"authorization", "cookie", "proxy-authorization"} & {h.lower() for h in headers}
 
@@ -186,24 +187,24 @@ class TestJwksCache:
     def test_unknown_kid_refreshes_at_most_once_per_interval(self, issuer: MaaIssuer, recording_server: Any) -> None:
         server = recording_server(issuer.jwks())
         now = [0.0]
-        cache = JwksCache(refresh_interval_s=30, clock=lambda: now[0])
+        cache = maa_jwks_cache(refresh_interval_s=30, clock=lambda: now[0])
         url = server.url + "/certs"
         cache.key(url, issuer.kid)
         cache.key(url, issuer.kid)
         assert len(server.requests) == 1
-        with pytest.raises(errors.SigningKeyUnavailable):
+        with pytest.raises(KeyUnavailable):
             cache.key(url, "rotated-kid")
         assert len(server.requests) == 1  # Within the interval: no second fetch.
         now[0] = 31.0
-        with pytest.raises(errors.SigningKeyUnavailable):
+        with pytest.raises(KeyUnavailable):
             cache.key(url, "rotated-kid")
         assert len(server.requests) == 2
 
     def test_rotated_key_is_picked_up(self, shared_emulator: RunningEmulator, issuer: MaaIssuer,
                                       recording_server: Any) -> None:
         server = recording_server({"keys": []})
-        cache = JwksCache(refresh_interval_s=0)
-        with pytest.raises(errors.SigningKeyUnavailable):
+        cache = maa_jwks_cache(refresh_interval_s=0)
+        with pytest.raises(KeyUnavailable):
             cache.key(server.url + "/certs", issuer.kid)
         server.body = issuer.jwks()
         assert cache.key(server.url + "/certs", issuer.kid) is not None

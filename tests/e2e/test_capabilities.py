@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from app.capabilities.dev_issuer import DevIssuer
+from app.auth.dev_issuer import DevIssuer
 from tests.support.canaries import assert_no_canary
 from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 from tests.support.server_process import ServerProcess

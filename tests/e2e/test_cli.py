@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from app.cli import main, refuse_exposed_bind_without_auth
+from app.cli import main
+from app.server.run import refuse_exposed_bind_without_auth
 from app.config import load_settings
 from tests.support.canaries import assert_no_canary
 from tests.support.mcp_client import mcp_session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.sql.corpus import ATTACKS, MUST_ALLOW
+from tests.guards.corpus import ATTACKS, MUST_ALLOW
 from tests.support.mcp_client import mcp_session, text_of
 
 # NUL bytes cannot travel to Postgres at all; the guard unit tests cover them.

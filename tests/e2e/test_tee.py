@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.attestation.runtime import derive_audit_signing_key
-from app.attestation.runtime_data import tools_digest
+from app.secrets.tee_release import derive_audit_signing_key
+from app.wire.runtime_data import tools_digest
 from app.attestation.verifier import verify_maa_token
 from app.devstack.postgres import free_port
-from app.secrets.sealed import StartupRefused, start_tee
+from app.secrets.tee_release import StartupRefused, start_tee
 from app.emulator.keystore import key_pem, load_or_create_key
 from app.emulator.server import start_emulator
 from policy.release_policy import build_release_policy, hostdata_of

@@ -1,1 +1,0 @@
-"""Cross-cutting capability policy as composable FastMCP middleware."""

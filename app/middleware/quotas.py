@@ -1,0 +1,184 @@
+"""Per-principal and global token-bucket rate limits, and concurrency caps per upstream.
+
+Threat model: one caller (or a runaway agent loop) must not exhaust an upstream's own rate limits
+or our connection pool for everybody. Buckets key on the verified JWT `sub`, use a monotonic
+clock (wall-clock jumps neither refill nor drain them) and live in a size-capped LRU map, so a
+flood of distinct subjects cannot grow memory without bound. A call over the concurrency cap waits
+a short, fixed time for a slot and is then denied, so bursts smooth out but nothing queues forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import mcp_types as mt
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools.base import ToolResult
+
+from app.capability_policy import NO_UPSTREAM, CapabilityPolicy, Quota, UpstreamLimits
+from app.auth.principal import PrincipalProvider
+from app.errors import CapabilityDenied, deny
+
+Clock = Callable[[], float]
+MAX_TRACKED_BUCKETS = 10_000
+
+
+class QuotaExceeded(CapabilityDenied):
+    """A rate limit or concurrency cap refused the call.
+
+    Args:
+        message: What was exceeded, secret-free.
+        retry_after_s: Whole seconds after which a retry can succeed.
+    """
+
+    layer = "quota"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(f"{message}; retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class TokenBucket:
+    """A classic token bucket.
+
+    Args:
+        quota: Refill rate (per minute) and capacity.
+        clock: Monotonic seconds; injectable so tests never sleep.
+    """
+
+    def __init__(self, quota: Quota, clock: Clock) -> None:
+        self._rate_per_s = quota.per_minute / 60.0
+        self._capacity = float(quota.burst)
+        self._tokens = float(quota.burst)
+        self._clock = clock
+        self._updated = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate_per_s)
+        self._updated = now
+
+    def wait_time(self) -> float:
+        """Seconds until one token is available (0 when one is available now)."""
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self._rate_per_s
+
+    def take(self) -> None:
+        """Consume one token; call only after `wait_time()` returned 0."""
+        self._tokens -= 1.0
+
+
+class RateLimiter:
+    """Per-(principal, tool) buckets plus one global bucket.
+
+    Args:
+        policy: Supplies each tool's quota and the global quota.
+        clock: Monotonic seconds.
+        max_tracked: Cap on remembered (principal, tool) buckets; the least recently used go first.
+
+    Example:
+        >>> limiter = RateLimiter(load_policy())
+        >>> limiter.check("alice", "query_database")
+    """
+
+    def __init__(self, policy: CapabilityPolicy, clock: Clock = time.monotonic,
+                 max_tracked: int = MAX_TRACKED_BUCKETS) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._max_tracked = max_tracked
+        self._global = TokenBucket(policy.global_quota, clock)
+        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+
+    def _bucket(self, subject: str, tool: str, quota: Quota) -> TokenBucket:
+        key = (subject, tool)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(quota, self._clock)
+            if len(self._buckets) > self._max_tracked:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket
+
+    def check(self, subject: str, tool: str) -> None:
+        """Consume one call for `subject` on `tool`, or raise `QuotaExceeded` and consume nothing."""
+        tool_policy = self._policy.tool(tool)
+        if tool_policy is None:
+            deny("unknown tool or not permitted", layer="quota")
+        own = self._bucket(subject, tool, tool_policy.quota)
+        own_wait, global_wait = own.wait_time(), self._global.wait_time()
+        if own_wait > 0:
+            raise QuotaExceeded(f"rate limit for {tool!r} exceeded", math.ceil(own_wait))
+        if global_wait > 0:
+            raise QuotaExceeded("server-wide rate limit exceeded", math.ceil(global_wait))
+        own.take()
+        self._global.take()
+
+    @property
+    def tracked(self) -> int:
+        """How many (principal, tool) buckets are remembered."""
+        return len(self._buckets)
+
+
+class UpstreamSlots:
+    """Concurrency caps, one semaphore per upstream.
+
+    Args:
+        upstreams: Limits per upstream name; `queue_s` is how long a call waits for a free slot.
+        wait_s: Overrides every upstream's `queue_s` (tests).
+    """
+
+    def __init__(self, upstreams: dict[str, UpstreamLimits], wait_s: float | None = None) -> None:
+        self._waits = {name: limits.queue_s if wait_s is None else wait_s for name, limits in upstreams.items()}
+        self._slots = {name: asyncio.Semaphore(limits.max_concurrency) for name, limits in upstreams.items()}
+
+    @asynccontextmanager
+    async def hold(self, upstream: str) -> AsyncIterator[None]:
+        """Hold one slot of `upstream` for the duration of the block."""
+        if upstream == NO_UPSTREAM:
+            yield
+            return
+        slot = self._slots[upstream]
+        try:
+            await asyncio.wait_for(slot.acquire(), self._waits[upstream])
+        except TimeoutError:
+            raise QuotaExceeded(f"too many concurrent calls to {upstream}", 1) from None
+        try:
+            yield
+        finally:
+            slot.release()
+
+
+class QuotaMiddleware(Middleware):
+    """Applies rate limits, then holds an upstream concurrency slot around the call.
+
+    Args:
+        policy: The capability policy.
+        principals: Resolves the caller.
+        limiter: Rate limiter (defaults to one built from the policy).
+        slots: Concurrency caps (defaults to one built from the policy).
+    """
+
+    def __init__(self, policy: CapabilityPolicy, principals: PrincipalProvider,
+                 limiter: RateLimiter | None = None, slots: UpstreamSlots | None = None) -> None:
+        self._policy = policy
+        self._principals = principals
+        self.limiter = limiter or RateLimiter(policy)
+        self.slots = slots or UpstreamSlots(policy.upstreams)
+
+    async def on_call_tool(self, context: MiddlewareContext[mt.CallToolRequestParams],
+                           call_next: CallNext[mt.CallToolRequestParams, ToolResult]) -> ToolResult:
+        name = context.message.name
+        tool_policy = self._policy.tool(name)
+        if tool_policy is None:
+            # Fail closed even if an outer layer was left out.
+            deny("unknown tool or not permitted", layer="quota")
+        self.limiter.check(self._principals().subject, name)
+        async with self.slots.hold(tool_policy.upstream):
+            return await call_next(context)
+

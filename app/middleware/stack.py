@@ -1,0 +1,63 @@
+"""Compose every layer in its one fixed order; production and the tests both build the chain here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastmcp.server.middleware import Middleware
+
+from app.audit.log import AuditLog
+from app.audit.redaction import Redactor
+from app.auth.principal import PrincipalProvider
+from app.capability_policy import CapabilityPolicy
+from app.middleware.audit import AuditMiddleware
+from app.middleware.breakers import BreakerMiddleware, Breakers
+from app.middleware.confirmation import DEFAULT_CONFIRMATION_TIMEOUT_S, ConfirmationMiddleware
+from app.middleware.error_handling import ErrorBoundaryMiddleware
+from app.middleware.quotas import QuotaMiddleware, RateLimiter, UpstreamSlots
+from app.middleware.scopes import ScopeMiddleware
+from app.middleware.untrusted import UntrustedOutputMiddleware
+from app.tools.spec import ToolSpec
+
+
+def build_middleware(
+    policy: CapabilityPolicy,
+    specs: Iterable[ToolSpec],
+    *,
+    audit: AuditLog,
+    redactor: Redactor,
+    breakers: Breakers,
+    principals: PrincipalProvider,
+    quotas: RateLimiter | None = None,
+    slots: UpstreamSlots | None = None,
+    confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
+) -> list[Middleware]:
+    """The whole chain, outermost first: error boundary → audit → scopes → confirmation → quotas → breakers
+    → untrusted-output marking → tool.
+
+    The error boundary is outermost so nothing leaves as a traceback. Audit comes next so that it
+    records denials raised by every inner layer. Scopes run before anything else so an unauthorized
+    caller cannot drain anyone's bucket or prompt the user. Confirmation runs before quotas and
+    breakers: a prompt the user leaves open for minutes must hold neither an upstream's concurrency
+    slot nor its half-open probe. Breakers run innermost of the policy layers, so only calls that
+    really reach the upstream count toward its health. Untrusted marking sits next to the tool, so
+    every layer above sees the result exactly as the caller will.
+
+    Example:
+        >>> middleware = build_middleware(policy, TOOL_SPECS, audit=log, redactor=redactor,
+        ...     breakers=Breakers(policy.upstreams), principals=PrincipalProvider(auth_enabled=False))
+        >>> server = FastMCP("mcp-tee", middleware=middleware)
+    """
+    specs = tuple(specs)
+    confirmed = {name for name, tool in policy.tools.items() if tool.confirm}
+    previews = {spec.name: spec.confirmation_preview for spec in specs if spec.confirmation_preview is not None}
+    return [
+        ErrorBoundaryMiddleware(),
+        AuditMiddleware(audit, redactor, principals,
+                        summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
+        ScopeMiddleware(policy, principals),
+        ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s),
+        QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
+        BreakerMiddleware(policy, breakers),
+        UntrustedOutputMiddleware(frozenset(spec.name for spec in specs if spec.untrusted_output)),
+    ]

@@ -1,0 +1,1 @@
+"""Builds and runs the server: the one assembly of state, layers and tools, the HTTP app, the run loop."""

@@ -1,0 +1,143 @@
+"""Wires a runnable server in one place: policy → secrets → redaction → audit → layers → tools → HTTP.
+
+`build_state` is the only place a `ServerState` is built, and `assemble` the only place the layers
+are composed, so the order that runs in production is the order the tests exercise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastmcp import FastMCP
+
+from app.attestation.evidence import TeeAttestation
+from app.audit.log import AuditLog, AuditSigner
+from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
+from app.auth.principal import PrincipalProvider
+from app.auth.resource_server import protect_app
+from app.capability_policy import CapabilityPolicy, PolicyError, load_policy
+from app.config import ConfigError, Settings
+from app.middleware.audit import record_http_refusal
+from app.middleware.breakers import Breakers
+from app.middleware.stack import build_middleware
+from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
+from app.secrets.bundle import SecretBundle
+from app.secrets.tee_release import TeeStartup
+from app.server.mcp_app import MCP_PATH, build_mcp
+from app.server.session_end import ForgetEndedSessions
+from app.sessions import SessionRegistry
+from app.tools.catalog import TOOL_SPECS
+from app.tools.spec import ToolSpec
+from app.tools.state import ServerState
+from app.upstreams.github import GitHubClient
+from app.upstreams.postgres import ReadOnlyDatabase
+from app.upstreams.webhook import WebhookClient
+
+
+@dataclass
+class AssembledServer:
+    """A server ready to run, plus what must be closed when it stops (the audit log last)."""
+
+    mcp: FastMCP
+    state: ServerState
+    policy: CapabilityPolicy
+    audit: AuditLog
+    redactor: Redactor
+    log_filter: RedactingFilter
+
+    _closed: bool = False
+
+    def http_app(self):
+        """The ASGI app: MCP on /mcp and /healthz, behind bearer auth when it is configured.
+
+        Closing happens in the app's lifespan shutdown: uvicorn re-raises SIGTERM once it
+        has drained, so code after `serve()` would never run.
+        """
+        app = self.mcp.http_app(path=MCP_PATH)
+        mcp_lifespan = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(starlette_app):
+            attach_log_filter(self.log_filter)  # uvicorn has configured its own handlers by now
+            async with mcp_lifespan(starlette_app) as lifespan_state:
+                try:
+                    yield lifespan_state
+                finally:
+                    await self.aclose()
+
+        app.router.lifespan_context = lifespan
+        app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
+        auth = self.state.settings.auth
+        if auth is None:
+            return app
+        # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
+        return protect_app(app, dataclasses.replace(auth, scopes_supported=self.policy.all_scopes),
+                           on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.state.aclose()
+        finally:
+            self.audit.close()  # writes the final signed checkpoint and flushes every line
+
+
+def load_capability_policy(settings: Settings) -> CapabilityPolicy:
+    try:
+        return load_policy(settings.capability_policy)
+    except PolicyError as exc:
+        raise ConfigError(f"invalid capability policy: {exc}") from None
+
+
+def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> ServerState:
+    """Create upstream clients only for the secrets we hold, and say why the other tools are off."""
+    state = ServerState(settings=settings, secrets=secrets,
+                        principals=PrincipalProvider(auth_enabled=settings.auth is not None))
+    if secrets.get(GITHUB_TOKEN):
+        state.github = GitHubClient(settings.github_api_url, timeout_s=settings.upstream_timeout_s)
+        state.closers.append(state.github.aclose)
+    if secrets.get(DB_CONNECTION_STRING):
+        state.database = ReadOnlyDatabase(
+            secrets.get(DB_CONNECTION_STRING), statement_timeout_ms=settings.db_statement_timeout_ms
+        )
+        state.closers.append(state.database.close)
+    if secrets.get(WEBHOOK_URL):
+        state.webhook = WebhookClient(secrets.get(WEBHOOK_URL), timeout_s=settings.upstream_timeout_s)
+        state.closers.append(state.webhook.aclose)
+    for spec in specs:
+        if spec.requires_secret is not None and not secrets.get(spec.requires_secret):
+            state.disabled[spec.name] = _disabled_reason(spec.requires_secret, secrets)
+    return state
+
+
+def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
+    why = secrets.failures.get(secret) or f"{secret} is not available"
+    if secrets.source == "env":
+        return f"{why}; set {SECRET_ENV_VARS[secret]} to enable it"
+    return why
+
+
+def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None,
+             tee: TeeStartup | None = None, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
+    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process."""
+    policy = load_capability_policy(settings)
+    redactor = Redactor(secrets.plaintexts())
+    log_filter = install_log_redaction(redactor)
+    signer = AuditSigner(audit_key or Ed25519PrivateKey.generate())
+    audit = AuditLog(settings.audit_log, signer)
+    breakers = Breakers(policy.upstreams)
+    state = build_state(settings, secrets, specs)
+    state.redactor = redactor
+    state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
+    if tee is not None:
+        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64())
+    state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
+    middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
+                                  principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s)
+    mcp = build_mcp(state, specs, middleware=middleware)
+    return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)

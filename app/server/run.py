@@ -1,0 +1,69 @@
+"""Runs an assembled server until it is stopped: logging, the bind rule, secrets, then uvicorn or stdio."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Mapping
+
+from app.config import ConfigError, Settings
+from app.urls import is_loopback_host
+from app.secrets.env import load_env_secrets
+from app.secrets.tee_release import start_tee
+
+logger = logging.getLogger("mcp_tee")
+
+SHUTDOWN_GRACE_S = 5
+# httpx logs request URLs (a webhook URL is a credential); the MCP SDK logs session ids, which
+# are bearer-like handles, at INFO.
+QUIET_LOGGERS = frozenset({"httpx", "httpcore", "azure.core.pipeline.policies.http_logging_policy",
+                           "mcp.server.streamable_http", "mcp.server.streamable_http_manager"})
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("MCP_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def refuse_exposed_bind_without_auth(settings: Settings) -> None:
+    """Fail closed: without inbound auth, only this machine may reach the tools."""
+    if settings.transport == "streamable-http" and not is_loopback_host(settings.host) and settings.auth is None:
+        raise ConfigError(
+            f"refusing to listen on {settings.host}: inbound auth is not configured, so anyone who can reach "
+            "the port could use every tool. Bind 127.0.0.1, or configure MCP_AUTH_ISSUER and MCP_AUTH_AUDIENCE."
+        )
+
+
+async def serve(settings: Settings, env: Mapping[str, str]) -> int:
+    """Load secrets, build the server and run it until it is stopped."""
+    import uvicorn
+
+    from app.server.assembly import assemble
+    from app.server.mcp_app import MCP_PATH
+
+    if settings.tee_mode:
+        tee = await start_tee(env, require_secrets=settings.require_secrets)
+        server = assemble(settings, tee.secrets, audit_key=tee.audit_key, tee=tee)
+    else:
+        server = assemble(settings, load_env_secrets(env))
+    try:
+        for tool, reason in sorted(server.state.disabled.items()):
+            logger.warning("tool %s is disabled: %s", tool, reason)
+        if settings.transport == "stdio":
+            await server.mcp.run_async(transport="stdio", show_banner=False)
+            return 0
+        logger.info("serving MCP on http://%s:%d%s (mode %s, auth %s)", settings.host, settings.port, MCP_PATH,
+                    settings.mode, "on" if settings.auth else "off: loopback only")
+        config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
+                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+        await uvicorn.Server(config).serve()
+        return 0
+    finally:
+        await server.aclose()
+

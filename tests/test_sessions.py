@@ -1,0 +1,114 @@
+"""Per-session state: bounded, TTL-checked, single-use nonces, forgotten when the session ends."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.auth.principal import LOCAL_SUBJECT, Principal
+from app.errors import InvalidArgument
+from app.server.session_end import ForgetEndedSessions
+from app.sessions import SessionRegistry, session_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestSessionRegistry:
+    def test_each_session_gets_its_own_key(self):
+        sessions = SessionRegistry()
+        assert sessions.get("a").key.public_b64url != sessions.get("b").key.public_b64url
+        assert sessions.get("a") is sessions.get("a")
+
+    def test_a_nonce_is_single_use(self):
+        sessions = SessionRegistry()
+        sessions.consume_nonce("a", "n" * 20)
+        sessions.consume_nonce("b", "n" * 20)  # another session may use the same nonce
+        with pytest.raises(InvalidArgument, match="already used"):
+            sessions.consume_nonce("a", "n" * 20)
+
+    def test_credentials_expire_and_stay_in_their_session(self):
+        clock = Clock()
+        sessions = SessionRegistry(clock=clock)
+        sessions.add_credential("a", "github_token", "user-token-canary", ttl_s=60)
+        assert sessions.credential("a", "github_token") == "user-token-canary"
+        assert sessions.credential("b", "github_token") is None
+        assert sessions.active_credentials("a") == [{"kind": "github_token", "expires_in_s": 60}]
+        clock.now += 61
+        assert sessions.credential("a", "github_token") is None
+        assert sessions.active_credentials("a") == []
+
+    def test_ttl_is_capped(self):
+        clock = Clock()
+        sessions = SessionRegistry(clock=clock)
+        sessions.add_credential("a", "github_token", "t", ttl_s=10**9)
+        assert sessions.active_credentials("a")[0]["expires_in_s"] == 3600
+
+    def test_the_map_is_bounded(self):
+        sessions = SessionRegistry(max_sessions=3)
+        first = sessions.get("s0").key
+        for index in range(1, 5):
+            sessions.get(f"s{index}")
+        assert sessions.get("s0").key is not first, "the least recently used session was forgotten"
+
+    def test_every_forgotten_value_is_reported_so_the_redactor_can_drop_it(self):
+        clock, forgotten = Clock(), []
+        sessions = SessionRegistry(clock=clock, max_sessions=2, on_forget=forgotten.append)
+        sessions.add_credential("expires", "github_token", "token-expired", ttl_s=10)
+        sessions.add_credential("replaced", "github_token", "token-old", ttl_s=600)
+        sessions.add_credential("replaced", "github_token", "token-new", ttl_s=600)
+        clock.now += 11
+        sessions.get("another")  # the sweep runs on access; the LRU evicts the oldest session
+        sessions.discard("replaced")
+        assert sorted(forgotten) == ["token-expired", "token-new", "token-old"]
+
+    def test_repr_never_shows_a_credential(self):
+        sessions = SessionRegistry()
+        credential = sessions.add_credential("a", "github_token", "user-token-canary", ttl_s=60)
+        assert "user-token-canary" not in repr(credential)
+
+
+class TestSessionsBelongToTheirPrincipal:
+    def test_the_same_session_id_names_different_sessions_for_different_callers(self):
+        sessions = SessionRegistry()
+        alice = session_key("alice", "sid-1")
+        sessions.add_credential(alice, "github_token", "alice-token-canary", ttl_s=60)
+        sessions.consume_nonce(alice, "n" * 20)
+        mallory = session_key("mallory", "sid-1")
+        assert mallory != alice
+        assert sessions.credential(mallory, "github_token") is None
+        sessions.consume_nonce(mallory, "n" * 20)  # no collision with alice's used nonces
+        assert sessions.get(mallory).key.public_b64url != sessions.get(alice).key.public_b64url
+
+
+class TestForgetEndedSessions:
+    async def transport(self, status: int):
+        sessions = SessionRegistry()
+        sessions.add_credential(session_key(LOCAL_SUBJECT, "abc"), "github_token", "t", ttl_s=60)
+
+        async def mcp(request):
+            return Response(status_code=status)
+
+        app = ForgetEndedSessions(Starlette(routes=[Route("/mcp", mcp, methods=["DELETE", "POST"])]), sessions, "/mcp")
+        return sessions, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+    async def test_a_terminated_session_is_forgotten(self):
+        sessions, client = await self.transport(200)
+        async with client:
+            await client.delete("/mcp", headers={"Mcp-Session-Id": "abc"})
+        assert sessions.credential(session_key(LOCAL_SUBJECT, "abc"), "github_token") is None
+
+    async def test_a_refused_termination_forgets_nothing(self):
+        sessions, client = await self.transport(404)
+        async with client:
+            await client.delete("/mcp", headers={"Mcp-Session-Id": "abc"})
+            await client.post("/mcp", headers={"Mcp-Session-Id": "abc"})
+        assert sessions.credential(session_key(LOCAL_SUBJECT, "abc"), "github_token") == "t"
