@@ -31,7 +31,7 @@ from app.server.session_end import ForgetEndedSessions
 from app.sessions import SessionRegistry
 from app.tools.catalog import TOOL_SPECS
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.upstreams.github import GitHubClient
 from app.upstreams.postgres import ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient

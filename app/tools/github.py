@@ -12,7 +12,7 @@ from pydantic import Field
 from app.secrets import GITHUB_TOKEN
 from app.sessions import session_key
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 MAX_QUERY_CHARS = 256  # GitHub's own limit for `q`
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"

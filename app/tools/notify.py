@@ -14,7 +14,7 @@ from app.confirmation import current_confirmation
 from app.errors import InvalidArgument
 from app.secrets import WEBHOOK_URL
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 TOOL_NAME = "send_notification"
 MAX_MESSAGE_CHARS = 2000

@@ -27,7 +27,7 @@ from pydantic import Field
 from app.errors import InvalidArgument
 from app.sessions import session_key
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.wire.credentials import CredentialPayload, parse_credential_payload
 from app.wire.session_seal import SessionSealError
 

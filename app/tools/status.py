@@ -12,7 +12,7 @@ from pydantic import Field
 from app import SERVER_NAME, __version__
 from app.sessions import session_key
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.wire.runtime_data import tools_digest
 
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
