@@ -225,6 +225,10 @@ class TestPreview:
         (login,) = [s for s in job["steps"] if _uses(s, "azure/login")]
         assert login["with"]["client-id"] == "${{ vars.AZURE_CLIENT_ID }}"
 
+    def test_forks_skip_the_preview_instead_of_failing(self) -> None:
+        job = _load("preview.yml")["jobs"]["preview"]
+        assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+
     def test_preview_never_deploys(self) -> None:
         commands = {s["with"]["command"] for s in _steps(_load("preview.yml")) if _uses(s, "pulumi/actions")}
         assert commands == {"preview"}
