@@ -138,7 +138,7 @@ class TestExpressionsReachShellOnlyThroughEnv:
 
     def test_the_check_catches_an_expanded_variable(self) -> None:
         text = (WORKFLOWS / "deploy.yml").read_text().replace(
-            'run: az extension add --name confcom --version "$CONFCOM_VERSION" --yes',
+            "run: docker version",
             'run: az acr login --name "${{ vars.ACR_NAME }}"', 1)
         # The steps are shared by deploy-dev and deploy-prod (a YAML anchor), so it shows up in both.
         assert _expressions_in_run(_load("deploy.yml", text)) == ['az acr login --name "${{ vars.ACR_NAME }}"'] * 2
@@ -197,15 +197,16 @@ class TestPulumiSteps:
             assert step["with"]["policyPacks"] == "policy/pack"
 
     @pytest.mark.parametrize("name", WORKFLOW_NAMES)
-    def test_confcom_is_pinned_to_one_version_everywhere(self, name: str) -> None:
-        for job_name, job in _load(name)["jobs"].items():
-            if any(_uses(s, "pulumi/actions") for s in job["steps"]):
-                installs = [s["run"] for s in job["steps"] if "az extension add --name confcom" in s.get("run", "")]
-                assert installs == ['az extension add --name confcom --version "$CONFCOM_VERSION" --yes'], job_name
-                assert re.fullmatch(r"\d+\.\d+\.\d+", job["env"]["CONFCOM_VERSION"]), job_name
-        versions = {job["env"]["CONFCOM_VERSION"] for n in WORKFLOW_NAMES for job in _load(n)["jobs"].values()
-                    if "CONFCOM_VERSION" in job.get("env", {})}
-        assert len(versions) == 1, versions
+    def test_digest_pinned_images_come_from_the_environment(self, name: str) -> None:
+        for step in [s for s in _steps(_load(name)) if _uses(s, "pulumi/actions")]:
+            assert yaml.safe_load(step["with"]["config-map"]) == {
+                "mcp-tee:skrImage": {"value": "${{ vars.SKR_IMAGE }}"},
+                "mcp-tee:baseImage": {"value": "${{ vars.BASE_IMAGE }}"}}
+
+    @pytest.mark.parametrize("name", WORKFLOW_NAMES)
+    def test_confcom_is_left_to_the_program(self, name: str) -> None:
+        # The stack's confcomVersion is the one pin: the program installs exactly it or refuses.
+        assert [s for s in _steps(_load(name)) if "confcom" in s.get("run", "")] == []
 
 
 class TestPreview:
@@ -260,9 +261,8 @@ class TestDeploy:
         install = index(lambda s: s.get("run") == "make install")
         docker = index(lambda s: s.get("run") == "docker version")
         login = index(lambda s: _uses(s, "azure/login"))
-        confcom = index(lambda s: "az extension add --name confcom" in s.get("run", ""))
         up = index(lambda s: _uses(s, "pulumi/actions"))
-        assert install < up and docker < up and login < confcom < up
+        assert install < up and docker < up and login < up
         # The registry does not exist before the first `up`; the program logs in to it once created.
         assert not any("acr login" in s.get("run", "") for s in steps)
 
