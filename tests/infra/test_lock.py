@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.infra.harness import REPO
-
+REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "requirements"
 LOCK_NAMES = ("build.txt", "uv.txt", "dev.txt", "runtime.txt")
 # How uv marks a package that pyproject.toml asks for directly.

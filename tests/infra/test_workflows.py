@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.harness import REPO
-
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 WORKFLOW_NAMES = ("preview.yml", "deploy.yml")
 DEPLOY_JOBS = ("deploy-dev", "deploy-prod")
