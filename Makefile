@@ -22,13 +22,14 @@ UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --g
 install: $(STAMP)
 
 # A fresh venv per lock change, so nothing from an older set lingers. Every package is checked
-# against its hash; the project itself goes in last, editable and without dependencies.
+# against its hash; the project itself goes in last, editable, with the index off: its pins and
+# those of every extra must already be met by the lock, or the bootstrap stops here.
+EXTRAS := dev,infra,bench
 $(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements/uv.txt
 	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements/dev.txt
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
-	@$(BIN)/uv pip check -q --python $(BIN)/python || { \
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-index --no-build-isolation -e '.[$(EXTRAS)]' || { \
 		echo "requirements/*.txt do not match pyproject.toml: run 'make lock' and commit the result" >&2; exit 1; }
 	touch $@
 

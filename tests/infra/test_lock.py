@@ -161,6 +161,10 @@ class TestLockFiles:
         for entry in locks["build.txt"] + locks["uv.txt"]:
             assert dev[entry.name] == {entry.version}, entry.name
 
+    def test_the_bootstrap_installs_every_extra(self) -> None:
+        (extras,) = re.findall(r"^EXTRAS := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+        assert sorted(extras.split(",")) == sorted(read_pyproject()["project"]["optional-dependencies"])
+
     def test_uv_is_the_makefile_version(self) -> None:
         (uv,) = read_locks()["uv.txt"]
         (make_version,) = re.findall(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
