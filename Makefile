@@ -49,8 +49,9 @@ lock: $(BIN)/uv
 run: $(STAMP)
 	$(BIN)/mcp-tee dev
 
+# `make test PYTEST_ARGS='tests/infra -q'` runs a part of the suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mcp-tee .pytest_cache .hypothesis
