@@ -258,10 +258,12 @@ class TestDeploy:
             return position
 
         install = index(lambda s: s.get("run") == "make install")
+        # The program's local commands (the seal step) run `mcp-tee` from the venv.
+        venv_on_path = index(lambda s: s.get("run") == 'echo "$GITHUB_WORKSPACE/.venv/bin" >> "$GITHUB_PATH"')
         docker = index(lambda s: s.get("run") == "docker version")
         login = index(lambda s: _uses(s, "azure/login"))
         up = index(lambda s: _uses(s, "pulumi/actions"))
-        assert install < up and docker < up and login < up
+        assert install < venv_on_path < up and docker < up and login < up
         # The registry does not exist before the first `up`; the program logs in to it once created.
         assert not any("acr login" in s.get("run", "") for s in steps)
 
