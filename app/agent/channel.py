@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, Callable, Iterable, Mapping, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -52,8 +52,8 @@ from app.attestation.errors import UntrustedIssuerUrl
 from app.attestation.maa_keys import require_trusted_url
 from app.attestation.verifier import check_maa_token, verify_maa_token
 from app.urls import same_url
-from app.wire.runtime_data import b64url
-from app.wire.tls_binding import ATTESTATION_ROUTE, TLS_SPKI_FIELD
+from app.wire.runtime_data import b64url, tools_digest
+from app.wire.tls_binding import ATTESTATION_ROUTE, CHANNEL_META_KEY, TLS_SPKI_FIELD
 
 NONCE_BYTES = 32
 DEFAULT_TIMEOUT_S = 30.0
@@ -68,6 +68,7 @@ class AttestedChannel:
 
     Args:
         url: The MCP URL (``https://…/mcp``).
+        trust: The issuer and hostdata the channel was verified against.
         pin: The confirmed pin.
         runtime: The verified runtime data (signed ``x-ms-runtime``).
         claims: The verified token claims.
@@ -75,6 +76,7 @@ class AttestedChannel:
     """
 
     url: str
+    trust: TrustPolicy
     pin: ChannelPin
     runtime: Mapping[str, Any]
     claims: Mapping[str, Any]
@@ -104,6 +106,54 @@ class AttestedChannel:
             return self.http_client(bearer=bearer, headers=headers, **({"timeout": timeout} if timeout else {}))
 
         return factory
+
+    async def verify_status(self, status: Mapping[str, Any], nonce: str, *,
+                            tools: Iterable[Any] | None = None) -> SessionBinding:
+        """Check an ``attestation_status(nonce)`` answer received on this channel; return what it binds.
+
+        The MCP-level counterpart of the route check, for clients that drive MCP themselves (FastMCP's
+        ``Client``, the official client on 2026-07-28): the token must verify against *our* trust, bind our
+        nonce, the pinned TLS key, the session key the answer advertises and, with ``tools``, our tool list.
+
+        Raises:
+            VerificationFailed: a check failed (``report`` names it).
+            ChannelNotAttested: the token binds another TLS key than the pinned one.
+        """
+        report = VerificationReport(url=self.url)
+        attestation = status.get("attestation") if status.get("running_in_tee") is True else None
+        if not isinstance(attestation, Mapping) or not isinstance(attestation.get("token"), str):
+            report.failed("tee_mode", "the answer carries no TEE evidence")
+            raise VerificationFailed(report)
+        claims = await asyncio.to_thread(_verify, report, self.trust, attestation["token"], nonce,
+                                         attestation.get("runtime") or {}, None)
+        signed = claims["x-ms-runtime"]
+        if signed.get(TLS_SPKI_FIELD) != self.spki_sha256:
+            _fail(report, "this answer's attestation binds another TLS key than the pinned one")
+        if tools is not None and signed.get("tools_digest") != tools_digest(tools):
+            report.failed("tools_digest", "the attested tool list differs from the one this client received")
+            raise VerificationFailed(report)
+        if not isinstance(signed.get("session_pub"), str):
+            report.failed("session_pub", "the token binds no session key")
+            raise VerificationFailed(report)
+        return SessionBinding(session_pub=signed["session_pub"], channel=status.get("channel"))
+
+
+@dataclass(frozen=True)
+class SessionBinding:
+    """What a verified ``attestation_status`` binds: the key to seal credentials to, and (2026-07-28) the channel.
+
+    Args:
+        session_pub: The X25519 key the token binds (seal layer-2 credentials to it).
+        channel: The channel handle to name in ``_meta`` on MCP 2026-07-28 (None on session connections).
+    """
+
+    session_pub: str
+    channel: str | None
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """The ``_meta`` for each later request on 2026-07-28 (empty on session connections)."""
+        return {CHANNEL_META_KEY: self.channel} if self.channel else {}
 
 
 def attestation_url(mcp_url: str, nonce: str) -> str:
@@ -143,7 +193,7 @@ async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationRe
     except ChannelNotAttested as exc:
         _fail(report, str(exc))
     report.passed(CHANNEL_CHECK, f"TLS key sha256 {pin.spki_sha256[:16]}… is the attested key ({RESTART_NOTE})")
-    return AttestedChannel(url, pin, claims["x-ms-runtime"], claims, report)
+    return AttestedChannel(url, trust, pin, claims["x-ms-runtime"], claims, report)
 
 
 def _fail(report: VerificationReport, detail: str) -> NoReturn:

@@ -101,11 +101,13 @@ class TeeAttestation:
             return None
         return str(claims[HOSTDATA_CLAIM])
 
-    async def evidence(self, *, nonce: str | None, session_id: str, tools_digest: str) -> dict[str, Any]:
+    async def evidence(self, *, nonce: str | None, session_id: str | None, tools_digest: str) -> dict[str, Any]:
         base: dict[str, Any] = {"running_in_tee": False, "tee_type": TEE_TYPE, "attestation": None,
                                 "tee_steps": self._runtime.status()}
         if nonce is None:
             return {**base, "attestation_error": "TEE mode attests per request: call attestation_status(nonce=...)"}
+        if session_id is None:  # Fail closed: a key must belong to a session or an attested channel.
+            raise InvalidArgument("no MCP session and no attested channel to bind the evidence to")
         session = self._sessions.consume_nonce(session_id, nonce)
         runtime = runtime_claims(nonce, session.key.public_b64url, tools_digest, self._audit_pub,
                                  tls_spki_sha256=self._tls_spki_sha256)
