@@ -1,4 +1,4 @@
-"""`attest_channel`: verify the server over the pre-auth route and pin its TLS key, before any credential exists on the wire.
+"""`attest_channel`: verify the server on its pre-auth route and pin its TLS key, before any credential is sent.
 
 Threat model: the host owns the network in front of a confidential group. It
 can terminate TLS with its own key, or relay the attestation of the real
@@ -163,7 +163,8 @@ def attestation_url(mcp_url: str, nonce: str) -> str:
 
 
 async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationReport | None = None,
-                         timeout_s: float = DEFAULT_TIMEOUT_S, clock: Callable[[], float] | None = None) -> AttestedChannel:
+                         timeout_s: float = DEFAULT_TIMEOUT_S,
+                         clock: Callable[[], float] | None = None) -> AttestedChannel:
     """Verify the server at ``url`` over its pre-auth route and pin the TLS key this connection presented.
 
     Raises:

@@ -50,7 +50,8 @@ class TlsChannel:
 
     Example:
         >>> channel = TlsChannel.generate()
-        >>> config = uvicorn.Config(app, port=443, ssl_context_factory=channel.uvicorn_ssl_context_factory)  # doctest: +SKIP
+        >>> factory = channel.uvicorn_ssl_context_factory
+        >>> config = uvicorn.Config(app, port=443, ssl_context_factory=factory)  # doctest: +SKIP
     """
 
     certificate_der: bytes
@@ -67,7 +68,8 @@ class TlsChannel:
         certificate_der = certificate.public_bytes(Encoding.DER)
         return cls(certificate_der, spki_sha256(certificate_der), _server_context(certificate_pem, key_pem))
 
-    def uvicorn_ssl_context_factory(self, config: object, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def uvicorn_ssl_context_factory(self, config: object,
+                                    default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         """For ``uvicorn.Config(ssl_context_factory=...)``: serve this context, never one built from files."""
         return self.ssl_context
 

@@ -1,4 +1,7 @@
-"""Runs an assembled server until it is stopped: logging, the bind rule, secrets, then uvicorn (HTTPS in TEE mode) or stdio."""
+"""Runs an assembled server until it is stopped: logging, the bind rule, secrets, then uvicorn or stdio.
+
+In TEE mode uvicorn serves HTTPS only, with the TLS key born in this process (`app.attestation.channel`).
+"""
 
 from __future__ import annotations
 

@@ -17,20 +17,15 @@ from tests.support.tls_recorder import RecordingTlsServer
 BEARER = "CANARY-bearer-never-on-a-wrong-key"
 
 
-@pytest.fixture(scope="module")
-def server_a():
+def _recording_server():
     channel = TlsChannel.generate()
     with RecordingTlsServer(channel.ssl_context) as server:
         server.spki = channel.spki_sha256
         yield server
 
 
-@pytest.fixture(scope="module")
-def server_b():
-    channel = TlsChannel.generate()
-    with RecordingTlsServer(channel.ssl_context) as server:
-        server.spki = channel.spki_sha256
-        yield server
+server_a = pytest.fixture(scope="module", name="server_a")(_recording_server)
+server_b = pytest.fixture(scope="module", name="server_b")(_recording_server)
 
 
 async def _get(pin: ChannelPin, url: str, **options) -> httpx2.Response:

@@ -7,6 +7,8 @@ the handle in `_meta` of every later request. The README's snippets run here as 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import secrets
 
 import pytest
@@ -17,6 +19,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from app.agent.channel import attest_channel
+from app.agent.errors import ChannelNotAttested, VerificationFailed
+from app.agent.pinning import ChannelPin
 from app.wire.credentials import credential_payload
 from app.wire.session_seal import seal_to_session
 from app.wire.tls_binding import CHANNEL_META_KEY
@@ -28,6 +32,15 @@ BEARER = "bearer-for-the-mcp-server"
 
 def fresh_nonce() -> str:
     return secrets.token_urlsafe(32)
+
+
+@contextlib.asynccontextmanager
+async def fastmcp_client(tee_stack):
+    """FastMCP's Client on a freshly attested channel, without a bearer token."""
+    channel = await attest_channel(tee_stack.server.url, tee_stack.trust)
+    transport = StreamableHttpTransport(channel.url, httpx_client_factory=channel.httpx_client_factory())
+    async with Client(transport) as client:
+        yield channel, client
 
 
 @pytest.fixture
@@ -55,9 +68,7 @@ class TestFastMcpClient:
         assert binding.channel and binding.meta == {CHANNEL_META_KEY: binding.channel}
 
     async def test_credentials_without_a_channel_are_refused(self, tee_stack):
-        channel = await attest_channel(tee_stack.server.url, tee_stack.trust)
-        transport = StreamableHttpTransport(channel.url, httpx_client_factory=channel.httpx_client_factory())
-        async with Client(transport) as client:
+        async with fastmcp_client(tee_stack) as (channel, client):
             nonce = fresh_nonce()
             status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
             binding = await channel.verify_status(status, nonce)
@@ -69,14 +80,29 @@ class TestFastMcpClient:
                 await client.call_tool("provide_session_credentials", {"sealed": sealed}, meta=unknown)
 
     async def test_a_nonce_is_single_use_across_channels(self, tee_stack):
-        channel = await attest_channel(tee_stack.server.url, tee_stack.trust)
-        transport = StreamableHttpTransport(channel.url, httpx_client_factory=channel.httpx_client_factory())
-        async with Client(transport) as client:
+        async with fastmcp_client(tee_stack) as (_, client):
             nonce = fresh_nonce()
             first = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
             with pytest.raises(ToolError, match="already used"):
                 await client.call_tool("attestation_status", {"nonce": nonce})
         assert first["running_in_tee"] is True and first["channel"]
+
+
+class TestVerifyStatusRefuses:
+    async def test_an_answer_binding_another_tls_key(self, tee_stack):
+        async with fastmcp_client(tee_stack) as (channel, client):
+            nonce = fresh_nonce()
+            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
+        elsewhere = dataclasses.replace(channel, pin=ChannelPin("0" * 64))  # as if pinned to another server
+        with pytest.raises(ChannelNotAttested, match="another TLS key"):
+            await elsewhere.verify_status(status, nonce)
+
+    async def test_an_answer_without_tee_evidence(self, tee_stack):
+        async with fastmcp_client(tee_stack) as (channel, client):
+            status = (await client.call_tool("attestation_status", {})).structured_content
+        with pytest.raises(VerificationFailed) as refused:
+            await channel.verify_status(status, fresh_nonce())
+        assert refused.value.report.first_failure.name == "tee_mode"
 
 
 class TestOfficialClientWithoutHandshake:
