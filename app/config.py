@@ -37,6 +37,8 @@ class Settings:
     upstream_timeout_s: float = 10.0
     confirmation_timeout_s: float = 120.0
     db_statement_timeout_ms: int = 5000
+    attestation_per_second: float = 5.0
+    attestation_per_source_per_minute: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -89,6 +91,8 @@ def load_settings(
         capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
         upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
         confirmation_timeout_s=_float(env, "MCP_CONFIRMATION_TIMEOUT_S", 120.0),
+        attestation_per_second=_float(env, "MCP_ATTESTATION_PER_SECOND", 5.0),
+        attestation_per_source_per_minute=_float(env, "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE", 30.0),
     )
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")

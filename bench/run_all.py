@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import channel  # noqa: E402
 import overhead  # noqa: E402
 import pool  # noqa: E402
 import report  # noqa: E402
@@ -21,8 +22,8 @@ import tee_startup  # noqa: E402
 import verifier  # noqa: E402
 
 RESULTS = report.ROOT / "bench" / "results" / "bench.json"
-FULL = {"overhead": 500, "pool": 300, "verifier": 200, "tee_startup": 5}
-QUICK = {"overhead": 100, "pool": 60, "verifier": 40, "tee_startup": 2}
+FULL = {"overhead": 500, "pool": 300, "verifier": 200, "tee_startup": 5, "channel": 200}
+QUICK = {"overhead": 100, "pool": 60, "verifier": 40, "tee_startup": 2, "channel": 30}
 
 
 def main() -> int:
@@ -32,7 +33,7 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     results = {}
     for name, measure in (("overhead", lambda n: overhead.summarize(overhead.run(n))), ("pool", pool.run),
-                          ("verifier", verifier.run), ("tee_startup", tee_startup.run)):
+                          ("verifier", verifier.run), ("tee_startup", tee_startup.run), ("channel", channel.run)):
         started = time.monotonic()
         print(f"bench: {name} ({sizes[name]}) ...", flush=True)
         results[name] = measure(sizes[name])

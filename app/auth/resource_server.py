@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.auth.principal import Principal, attach_principal
 from app.auth.settings import METADATA_PATH, AuthSettings
 from app.jwks import JwksCache, KeyUnavailable
+from app.wire.tls_binding import ATTESTATION_ROUTE
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ KEY_TYPE_FOR_ALGORITHM = {"RS256": "RSA", "ES256": "EC"}
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "sub")
 # Query parameters that would carry a token (RFC 6750 §2.3); refused, never read.
 QUERY_TOKEN_PARAMS = frozenset({"access_token"})
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", ATTESTATION_ROUTE})  # the route attests before any credential exists
 # Verified tokens are remembered briefly (keyed by their hash, never the token) because parsing
 # and checking a JWT costs more than the rest of the capability stack together.
 VERIFIED_CACHE_SIZE = 1024

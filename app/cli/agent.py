@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from app.agent.attested_session import ATTESTATION_TOOL, CREDENTIALS_TOOL, AttestedSession
-from app.agent.errors import AgentError, VerificationFailed
+from app.agent.errors import AgentError, ChannelNotAttested, VerificationFailed
+from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
@@ -66,10 +67,10 @@ def _read_stdin_token() -> str:
     return sys.stdin.read().removesuffix("\n").removesuffix("\r")
 
 
-async def _check_isolation(report: VerificationReport, url: str, trust: TrustPolicy, headers: dict[str, str],
+async def _check_isolation(report: VerificationReport, url: str, trust: TrustPolicy, bearer: str | None,
                            sealed: str) -> None:
     """Replay the same sealed blob into a second verified session: it must not open there."""
-    async with AttestedSession(url, trust=trust, headers=headers) as other:
+    async with AttestedSession(url, trust=trust, bearer_token=bearer) as other:
         replay = await other.call_tool(CREDENTIALS_TOOL, {"sealed": sealed})
         status = (await other.call_tool(ATTESTATION_TOOL, {})).structured_content or {}
     if replay.is_error and not status.get("session_credentials"):
@@ -79,11 +80,11 @@ async def _check_isolation(report: VerificationReport, url: str, trust: TrustPol
 
 
 async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, token: str | None,
-                        call_arguments: dict[str, Any], headers: dict[str, str]) -> tuple[VerificationReport, Any]:
+                        call_arguments: dict[str, Any], bearer: str | None) -> tuple[VerificationReport, Any]:
     report = VerificationReport(url=url, warnings=[*transport_warnings(url), *[w for w in (trust.warning,) if w]])
     call_result: Any = None
     try:
-        async with AttestedSession(url, trust=trust, headers=headers) as session:
+        async with AttestedSession(url, trust=trust, bearer_token=bearer) as session:
             report = session.report
             if token is not None:
                 sealed = await session.seal_credentials(GITHUB_TOKEN_KIND, token, args.ttl)
@@ -91,7 +92,7 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
                 report.passed("session_credentials", f"{accepted['kind']} sealed to the attested session key, "
                                                      f"ttl {accepted['ttl_s']} s")
                 if args.check_isolation:
-                    await _check_isolation(report, url, trust, headers, sealed)
+                    await _check_isolation(report, url, trust, bearer, sealed)
             if args.call:
                 result = await session.call_tool(args.call, call_arguments)
                 call_result = result.structured_content if result.structured_content is not None else \
@@ -100,10 +101,18 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
                                                                       "tool error" if result.is_error else "ok")
     except VerificationFailed as exc:
         report = exc.report
+    except ChannelNotAttested as exc:  # the ✗ tls_channel line is in its report; nothing was sent
+        report = exc.report or report
+        if exc.report is None:
+            report.failed(type(exc).__name__, str(exc))
     except (AgentError, ValueError) as exc:
         report.failed(type(exc).__name__, str(exc).replace(token, "[REDACTED]") if token else str(exc))
     except Exception as exc:  # Fail closed: any transport failure is a refusal, reported by type only.
-        report.failed("connect", f"could not complete the MCP exchange ({type(exc).__name__})")
+        if pin_refusal(exc) is not None:
+            report.failed("ChannelNotAttested", "the server's TLS key is no longer the attested one (a restart "
+                                                "means a new key): nothing was sent; run the agent again")
+        else:
+            report.failed("connect", f"could not complete the MCP exchange ({type(exc).__name__})")
     return report, call_result
 
 
@@ -117,17 +126,16 @@ def run_agent(args: argparse.Namespace) -> int:
     except (TrustPolicyError, ValueError) as exc:
         print(f"mcp-tee agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    headers = {}
+    bearer = None
     if args.auth_token_env:
         bearer = os.environ.get(args.auth_token_env)
         if not bearer:
             print(f"mcp-tee agent: {args.auth_token_env} is not set", file=sys.stderr)
             return EXIT_USAGE
-        headers["Authorization"] = f"Bearer {bearer}"
     token = _read_stdin_token() if args.github_token_stdin else None
     if args.json and trust.warning:
         print(trust.warning, file=sys.stderr)
-    report, call_result = asyncio.run(_session_flow(url, trust, args, token, call_arguments, headers))
+    report, call_result = asyncio.run(_session_flow(url, trust, args, token, call_arguments, bearer))
     if args.json:
         print(json.dumps({**report.as_dict(), "call_result": call_result}, indent=2))
     else:

@@ -1,4 +1,4 @@
-"""`make demo`: the whole trust chain offline, then the refusal when the measurement changes.
+"""`make demo`: the whole trust chain offline, then the refusals: a man in the middle, and a changed measurement.
 
 Every step runs the real CLI in its own process (emulator, seal, serve, verify),
 exactly as an operator would; only the endpoints are local. NOT A TEE.
@@ -20,11 +20,13 @@ import httpx
 from app.devstack.postgres import LocalPostgres, PostgresUnavailable, free_port
 from app.devstack.standins import GitHubStandIn, WebhookSink
 from app.devstack.threaded import ThreadedServer
+from app.devstack.tls_proxy import TlsTerminatingProxy
 
 DEMO_DIR = Path(".mcp-tee") / "demo"
 IMAGE_V1 = b'package policy\napi_version := "0.10.0"\n# demo image v1 (sha256:1111...)\n'
 IMAGE_TAMPERED = b'package policy\napi_version := "0.10.0"\n# demo image with a backdoor (sha256:6666...)\n'
 READY_TIMEOUT_S = 30.0
+BEARER_ENV = "MCP_DEMO_BEARER"
 
 
 def step(number: int, text: str) -> None:
@@ -81,20 +83,21 @@ def wait_ready(process: subprocess.Popen, url: str) -> bool:
         if process.poll() is not None:
             return False
         try:
-            if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+            # Readiness only (self-signed TEE key, nothing sent but the probe); the agent pins, this does not.
+            if httpx.get(f"{url}/healthz", timeout=0.5, verify=False).status_code == 200:
                 return True
         except httpx.HTTPError:
             time.sleep(0.2)
     return False
 
 
-def verify(mcp_url: str, emulator_env: dict[str, str], user_token: str) -> int:
-    """The verifying agent: checks, seals the user's token, searches with it, and proves isolation."""
+def verify(mcp_url: str, emulator_env: dict[str, str], user_token: str, bearer: str) -> int:
+    """The verifying agent: checks and pins, seals the user's token, searches with it, and proves isolation."""
     return subprocess.run(
         cli("agent", mcp_url, "--trust-dev-issuer", emulator_env["MAA_ISSUER"],
             "--expect-hostdata", emulator_env["EXPECTED_HOSTDATA"], "--github-token-stdin", "--check-isolation",
-            "--call", "github_search_issues", "--arguments", '{"query": "login"}'),
-        input=user_token.encode(),
+            "--call", "github_search_issues", "--arguments", '{"query": "login"}', "--auth-token-env", BEARER_ENV),
+        input=user_token.encode(), env={**os.environ, BEARER_ENV: bearer},
     ).returncode
 
 
@@ -104,7 +107,8 @@ def main() -> int:
     emulator_dir = DEMO_DIR / "emulator"
     emulator_dir.mkdir(parents=True)
     emulator_port, server_port = free_port(), free_port()
-    mcp_url = f"http://127.0.0.1:{server_port}/mcp"
+    server_url = f"https://127.0.0.1:{server_port}"
+    mcp_url = f"{server_url}/mcp"
     cleanup: list = []
     try:
         step(1, "Local upstreams: Postgres (demo schema, read-only role), GitHub and webhook stand-ins")
@@ -135,20 +139,30 @@ def main() -> int:
         extra = {"GITHUB_API_URL": github.url, "MCP_AUDIT_LOG": str(DEMO_DIR / "audit.jsonl")}
         server = subprocess.Popen(cli("serve", "--port", str(server_port)), env=server_env(emulator_env, extra))
         cleanup.append(server.terminate)
-        if not wait_ready(server, f"http://127.0.0.1:{server_port}"):
+        if not wait_ready(server, server_url):
             raise SystemExit("the server did not start")
 
-        step(5, "The agent verifies the attestation, then seals a user's GitHub token to the attested session key")
-        verified = verify(mcp_url, emulator_env, user_token)
+        step(5, "The agent verifies the attestation and pins the TLS key it binds, then sends its bearer token and "
+                "seals a user's GitHub token to the attested session key")
+        bearer = f"demo-bearer-{secrets.token_hex(16)}"
+        verified = verify(mcp_url, emulator_env, user_token, bearer)
         used_user_token = any(seen["token"] == user_token for seen in github_standin.requests)
         print(f"    agent exit code {verified} ({'trusted' if verified == 0 else 'NOT trusted'}); "
               f"GitHub stand-in saw the user's own token: {'yes' if used_user_token else 'NO'}")
+
+        step(6, "Man in the middle: a TLS-terminating proxy with its own certificate forwards everything to the server")
+        with TlsTerminatingProxy(server_url) as proxy:
+            intercepted = verify(proxy.url, emulator_env, f"ghp_user{secrets.token_hex(16)}", bearer)
+        leaked = proxy.saw_authorization or "provide_session_credentials" in proxy.tools_called
+        print(f"    agent exit code {intercepted} ({'refused' if intercepted else 'TRUSTED THE PROXY'}); "
+              f"the proxy saw: {', '.join(request.path for request in proxy.seen) or 'nothing'}; "
+              f"bearer token or credentials at the proxy: {'YES' if leaked else 'none'}")
         server.terminate()
         server.wait(timeout=15)
         emulator.terminate()
         emulator.wait(timeout=15)
 
-        step(6, "Tamper: the emulator now measures a different image; the release policy still pins image v1")
+        step(7, "Tamper: the emulator now measures a different image; the release policy still pins image v1")
         emulator, emulator_env = start_emulator(emulator_dir, emulator_port, IMAGE_TAMPERED)
         cleanup.append(emulator.terminate)
         print(f"    hostdata = {emulator_env['EXPECTED_HOSTDATA']} (changed)")
@@ -156,7 +170,8 @@ def main() -> int:
                                  timeout=60)
         print(f"    server exit code {refused.returncode}: "
               f"{'release refused, no secrets, no server' if refused.returncode == 3 else 'UNEXPECTED'}")
-        return 0 if verified == 0 and used_user_token and refused.returncode == 3 else 1
+        channel_held = intercepted != 0 and not leaked
+        return 0 if verified == 0 and used_user_token and channel_held and refused.returncode == 3 else 1
     finally:
         for stop in reversed(cleanup):
             try:

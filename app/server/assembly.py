@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import FastMCP
 
+from app.attestation.channel import TlsChannel
 from app.attestation.evidence import TeeAttestation
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
@@ -26,6 +27,7 @@ from app.middleware.stack import build_middleware
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
 from app.secrets.bundle import SecretBundle
 from app.secrets.tee_release import TeeStartup
+from app.server.attested_channel import serve_attested_channel
 from app.server.mcp_app import MCP_PATH, build_mcp
 from app.server.session_end import ForgetEndedSessions
 from app.sessions import SessionRegistry
@@ -123,8 +125,12 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
 
 
 def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None,
-             tee: TeeStartup | None = None, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
-    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process."""
+             tee: TeeStartup | None = None, channel: TlsChannel | None = None,
+             specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
+    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process.
+
+    In TEE mode ``channel`` is the TLS identity born in this process; every attestation binds its key.
+    """
     policy = load_capability_policy(settings)
     redactor = Redactor(secrets.plaintexts())
     log_filter = install_log_redaction(redactor)
@@ -135,9 +141,14 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     if tee is not None:
-        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64())
+        if channel is None:
+            raise ConfigError("TEE mode serves only over its attested TLS channel")  # Fail closed.
+        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64(),
+                                           channel.spki_sha256)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s)
     mcp = build_mcp(state, specs, middleware=middleware)
+    if isinstance(state.attestation, TeeAttestation):
+        serve_attested_channel(mcp, state.attestation, settings)
     return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)

@@ -1,4 +1,7 @@
-"""Runs an assembled server until it is stopped: logging, the bind rule, secrets, then uvicorn or stdio."""
+"""Runs an assembled server until it is stopped: logging, the bind rule, secrets, then uvicorn or stdio.
+
+In TEE mode uvicorn serves HTTPS only, with the TLS key born in this process (`app.attestation.channel`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import os
 import sys
 from typing import Mapping
 
+from app.attestation.channel import TlsChannel
 from app.config import ConfigError, Settings
 from app.urls import is_loopback_host
 from app.secrets.env import load_env_secrets
 from app.secrets.tee_release import start_tee
+from app.wire.tls_binding import TLS_SPKI_FIELD
 
 logger = logging.getLogger("mcp_tee")
 
@@ -47,9 +52,11 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     from app.server.assembly import assemble
     from app.server.mcp_app import MCP_PATH
 
+    channel = None
     if settings.tee_mode:
         tee = await start_tee(env, require_secrets=settings.require_secrets)
-        server = assemble(settings, tee.secrets, audit_key=tee.audit_key, tee=tee)
+        channel = TlsChannel.generate()  # the TLS key is born here, in the TEE, and never leaves memory
+        server = assemble(settings, tee.secrets, audit_key=tee.audit_key, tee=tee, channel=channel)
     else:
         server = assemble(settings, load_env_secrets(env))
     try:
@@ -58,10 +65,15 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         if settings.transport == "stdio":
             await server.mcp.run_async(transport="stdio", show_banner=False)
             return 0
-        logger.info("serving MCP on http://%s:%d%s (mode %s, auth %s)", settings.host, settings.port, MCP_PATH,
-                    settings.mode, "on" if settings.auth else "off: loopback only")
+        # TEE mode: HTTPS only, with the in-memory context; plain HTTP exists only outside a TEE.
+        tls = {"ssl_context_factory": channel.uvicorn_ssl_context_factory} if channel else {}
+        logger.info("serving MCP on %s://%s:%d%s (mode %s, auth %s)", "https" if channel else "http", settings.host,
+                    settings.port, MCP_PATH, settings.mode, "on" if settings.auth else "off: loopback only")
+        if channel:
+            logger.info("attested TLS channel: key sha256 %s (bound into every attestation as %s)",
+                        channel.spki_sha256, TLS_SPKI_FIELD)
         config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls)
         await uvicorn.Server(config).serve()
         return 0
     finally:
