@@ -7,6 +7,10 @@ under any trusted key (a forged or re-chained stretch); and a log that does not 
 checkpoint (truncation, or a writer that never shut down cleanly: the two look the same, and both
 leave records no signature covers). A new process that continues a file whose previous writer
 crashed is reported as a warning, since the chain still proves nothing in between was removed.
+
+Live mode (`live=True`) is for the log of a server that is still running: the records after its
+last signed checkpoint are reported as `pending` (no signature covers them yet) instead of as a
+missing final checkpoint. Everything up to that checkpoint is verified exactly as above.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class VerifyResult:
         bad_line: 1-based line number of the first bad record (None when ok).
         reason: What is wrong with it.
         warnings: Problems that do not break the chain (for example an unclean restart).
+        pending: Live mode only: records after the last signed checkpoint, not yet covered by a signature.
     """
 
     ok: bool
@@ -43,6 +48,7 @@ class VerifyResult:
     bad_line: int | None = None
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    pending: int = 0
 
 
 class _Bad(Exception):
@@ -81,8 +87,9 @@ def _signed_by(record: dict[str, Any], keys: list[Ed25519PublicKey]) -> bool:
     return False
 
 
-def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str]) -> None:
-    prev_hash, prev_record = GENESIS, None
+def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str], live: bool = False) -> int:
+    """Raise _Bad at the first bad record; return how many records follow the last checkpoint (live mode)."""
+    prev_hash, prev_record, last_checkpoint = GENESIS, None, 0
     for number, raw in enumerate(lines, start=1):
         try:
             record = json.loads(raw)
@@ -102,21 +109,28 @@ def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str])
         if record.get("type") == "checkpoint" and not _signed_by(record, keys):
             raise _Bad(number, f"checkpoint seq {record['seq']} has no valid signature from a trusted key "
                                "(records since the previous checkpoint were altered)")
+        if record.get("type") == "checkpoint":
+            last_checkpoint = number
         if record.get("type") == "open" and prev_record is not None and not _is_final(prev_record):
             warnings.append(f"line {number}: the writer before seq {record['seq']} did not shut down cleanly")
         prev_hash, prev_record = line_hash(raw), record
     if prev_record is None:
         raise _Bad(1, "empty audit log")
+    if live:
+        return len(lines) - last_checkpoint
     if not _is_final(prev_record):
         raise _Bad(len(lines), f"log ends at seq {prev_record.get('seq')} without a final signed checkpoint "
-                               "(truncated, or the writer did not shut down cleanly)")
+                               "(truncated, or the writer did not shut down cleanly; for a running "
+                               "server's log use live mode)")
+    return 0
 
 
 def _is_final(record: dict[str, Any]) -> bool:
     return record.get("type") == "checkpoint" and record.get("final") is True
 
 
-def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]) -> VerifyResult:
+def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey], *,
+                     live: bool = False) -> VerifyResult:
     """Check a whole audit log; never raises for a bad log, only for an unreadable file.
 
     Example:
@@ -130,7 +144,7 @@ def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[
         lines.pop()
     warnings: list[str] = []
     try:
-        _walk(lines, keys, warnings)
+        pending = _walk(lines, keys, warnings, live)
     except _Bad as bad:
         return VerifyResult(ok=False, records=len(lines), bad_line=bad.line, reason=bad.reason, warnings=warnings)
-    return VerifyResult(ok=True, records=len(lines), warnings=warnings)
+    return VerifyResult(ok=True, records=len(lines), warnings=warnings, pending=pending)

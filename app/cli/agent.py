@@ -20,6 +20,7 @@ from app.agent.errors import AgentError, ChannelNotAttested, VerificationFailed
 from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
+from app.cli.commands import register_module
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
 EXIT_VERIFIED = 0
@@ -30,7 +31,10 @@ GITHUB_TOKEN_KIND = "github_token"
 
 def register(subparsers: Any) -> None:
     """Add ``agent`` to an argparse subparsers object."""
-    agent = subparsers.add_parser("agent", help="verify a server's attestation before trusting it (verify-then-trust)")
+    register_module(subparsers, __name__)
+
+
+def configure(agent: argparse.ArgumentParser, name: str) -> None:
     agent.add_argument("url", nargs="?", help="the server's MCP URL (default: mcp_url from --stack-outputs)")
     agent.add_argument("--stack-outputs", type=Path, help="`pulumi stack output --json` file: mcp_url, "
                        "expected_hostdata, maa_endpoint")
@@ -42,13 +46,13 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--github-token-stdin", action="store_true", help="after verification, seal the GitHub "
                        "token read from stdin to the attested session and hand it to the server")
     agent.add_argument("--ttl", type=int, default=DEFAULT_CREDENTIAL_TTL_S,
-                       help=f"session credential lifetime in seconds (default {DEFAULT_CREDENTIAL_TTL_S}, "
-                            f"max {MAX_CREDENTIAL_TTL_S})")
+                       help=f"session credential lifetime in seconds, at most {MAX_CREDENTIAL_TTL_S}")
     agent.add_argument("--check-isolation", action="store_true", help="with --github-token-stdin: replay the "
                        "sealed blob into a second session and show that it is refused there")
     agent.add_argument("--call", metavar="TOOL", help="after verification, call this tool on the same session")
     agent.add_argument("--arguments", default="{}", help="JSON object of arguments for --call")
-    agent.add_argument("--auth-token-env", metavar="VAR", help="send the bearer token held in this env var")
+    agent.add_argument("--auth-token-env", metavar="VAR", help="send the bearer token held in this env var "
+                       "(a server with auth on answers 401 without one)")
     agent.set_defaults(func=run_agent)
 
 

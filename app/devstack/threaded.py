@@ -28,7 +28,8 @@ class ThreadedServer:
         self.host, self.port = self._socket.getsockname()[:2]
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         tls_options = {"ssl_context_factory": tls.uvicorn_ssl_context_factory} if tls else {}
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, **tls_options)
+        # Stand-ins have no lifespan; "on" left a lifespan task that a forced stop cancels with a traceback.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, **tls_options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 

@@ -99,7 +99,8 @@ def load_capability_policy(settings: Settings) -> CapabilityPolicy:
 def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> ServerState:
     """Create upstream clients only for the secrets we hold, and say why the other tools are off."""
     state = ServerState(settings=settings, secrets=secrets,
-                        principals=PrincipalProvider(auth_enabled=settings.auth is not None))
+                        principals=PrincipalProvider(auth_enabled=settings.auth is not None,
+                                                   local_scopes=settings.local_scopes))
     if secrets.get(GITHUB_TOKEN):
         state.github = GitHubClient(settings.github_api_url, timeout_s=settings.upstream_timeout_s)
         state.closers.append(state.github.aclose)

@@ -5,8 +5,10 @@ In TEE mode uvicorn serves HTTPS only, with the TLS key born in this process (`a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
 from typing import Mapping
 
@@ -63,10 +65,13 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         for tool, reason in sorted(server.state.disabled.items()):
             logger.warning("tool %s is disabled: %s", tool, reason)
         if settings.transport == "stdio":
+            logger.info("stdio transport: one local user, no bearer token; every call runs as the local principal "
+                        "with scopes %s", ", ".join(sorted(settings.local_scopes)))
             await server.mcp.run_async(transport="stdio", show_banner=False)
             return 0
         # TEE mode: HTTPS only, with the in-memory context; plain HTTP exists only outside a TEE.
         tls = {"ssl_context_factory": channel.uvicorn_ssl_context_factory} if channel else {}
+        listener = bind_listener(settings.host, settings.port)
         logger.info("serving MCP on %s://%s:%d%s (mode %s, auth %s)", "https" if channel else "http", settings.host,
                     settings.port, MCP_PATH, settings.mode, "on" if settings.auth else "off: loopback only")
         if channel:
@@ -74,8 +79,42 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
                         channel.spki_sha256, TLS_SPKI_FIELD)
         config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
                                 lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls)
-        await uvicorn.Server(config).serve()
+        await _server_returning_on_signal(config).serve(sockets=[listener])
         return 0
     finally:
         await server.aclose()
 
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says "serving"; a busy port is a ConfigError, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}. Stop whatever uses the port, "
+                          "or pass --port") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _server_returning_on_signal(config):
+    """uvicorn's server, minus re-raising SIGINT/SIGTERM once it has drained.
+
+    uvicorn re-raises the signal so that the default handler ends the process; by then the audit log
+    is closed and only cleanup is left, which the re-raised signal turns into cancellation tracebacks
+    (issue 14). Returning normally lets every `finally` run.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return Server(config)
