@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIRMATION_TIMEOUT_S = 120.0
 Preview = Callable[[Mapping[str, Any]], str]
 _REFUSALS = {"decline": "the user declined", "cancel": "the user cancelled"}
+CANNOT_PROMPT = "this client cannot show confirmation prompts (it does not support MCP elicitation)"
 _QUESTION_KEY = "mcp-tee-confirm"
 _YES_NO_SCHEMA = {"type": "object", "properties": {"value": {"type": "boolean", "title": "Allow"}},
                   "required": ["value"]}
@@ -51,6 +52,15 @@ def _negotiated_round_trips(ctx) -> bool:
     """True on MCP 2026-07-28 connections, which ask through InputRequiredResult instead."""
     request = getattr(ctx, "request_context", None) if ctx is not None else None
     return request is not None and request.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def _client_can_prompt(ctx) -> bool:
+    """Whether the client declared elicitation; a client that did not may still answer "cancel" for its user."""
+    try:
+        capabilities = ctx.session.client_capabilities
+    except (AttributeError, RuntimeError):
+        return False  # Fail closed: no session to read capabilities from means no one to ask.
+    return capabilities is not None and capabilities.elicitation is not None
 
 
 def _generic_preview(arguments: Mapping[str, Any]) -> str:
@@ -90,6 +100,8 @@ class ConfirmationMiddleware(Middleware):
         arguments = context.message.arguments or {}
         preview = self._previews.get(tool, _generic_preview)(arguments)
         ctx = context.fastmcp_context
+        if ctx is not None and not _client_can_prompt(ctx):
+            self._refuse(tool, CANNOT_PROMPT)
         if _negotiated_round_trips(ctx):
             request_id = self._round_trip_answer(ctx, tool, arguments)
             if request_id is None:
@@ -152,7 +164,7 @@ class ConfirmationMiddleware(Middleware):
             raise
         except Exception as exc:  # an unsupported client surfaces as an error from elicit()
             logger.info("confirmation for %s could not be asked: %s", tool, type(exc).__name__)
-            self._refuse(tool, "this client does not support confirmation prompts (MCP elicitation)")
+            self._refuse(tool, CANNOT_PROMPT)
         if not isinstance(answer, AcceptedElicitation):
             self._refuse(tool, _REFUSALS.get(getattr(answer, "action", None), "the user did not accept"))
         if answer.data is not True:
