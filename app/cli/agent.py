@@ -21,6 +21,7 @@ from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
 from app.cli.commands import register_module
+from app.cli.connect_errors import explain_connect_failure
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
 EXIT_VERIFIED = 0
@@ -116,28 +117,8 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
             report.failed("ChannelNotAttested", "the server's TLS key is no longer the attested one (a restart "
                                                 "means a new key): nothing was sent; run the agent again")
         else:
-            report.failed("connect", await _connect_failure(url, bool(headers), exc))
+            report.failed("connect", await explain_connect_failure(url, bool(headers), exc))
     return report, call_result
-
-
-async def _connect_failure(url: str, sent_token: bool, exc: Exception) -> str:
-    """Why the MCP exchange failed, in words; the MCP client reports an HTTP 401 only as a generic error.
-
-    The probe carries no header: a bearer token is sent only on the connection the session verifies.
-    """
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            status = (await client.post(url, json={"jsonrpc": "2.0", "id": 0, "method": "ping"})).status_code
-    except httpx.HTTPError:
-        status = None
-    if status == 401 and not sent_token:
-        return "401: the server wants a bearer token; pass --auth-token-env VAR (e.g. TOKEN from mcp-tee dev-token)"
-    if status == 401:
-        return ("the server refused the bearer token (401/403): check that it has not expired, that its audience "
-                "is this URL and that it carries the scopes the server needs")
-    return f"could not complete the MCP exchange ({type(exc).__name__})"
 
 
 def run_agent(args: argparse.Namespace) -> int:

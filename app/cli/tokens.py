@@ -49,26 +49,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def find_issuer(explicit: Path | None, cwd: Path | None = None) -> tuple[Path, dict]:
     """The issuer directory to mint with, and what the running server recorded (empty if none found)."""
-    from app.devstack.lock import running_owner
+    from app.devstack.lock import find_running_dev
 
     if explicit is not None:
         return explicit, {}
     if os.environ.get("MCP_DEV_ISSUER_DIR"):
         return Path(os.environ["MCP_DEV_ISSUER_DIR"]), {}
-    here = (cwd or Path.cwd()).resolve()
-    looked = ["$MCP_DEV_ISSUER_DIR (unset)"]
-    for directory in (here, *here.parents):
-        state_dir = directory / DEFAULT_STATE_DIR.parent
-        owner = running_owner(state_dir)
-        if owner and owner.get("issuer_dir"):
-            return Path(owner["issuer_dir"]), owner
-        looked.append(f"{state_dir} (no running mcp-tee dev)")
-    existing = here / DEFAULT_STATE_DIR
+    here = cwd or Path.cwd()
+    owner, looked = find_running_dev(here)
+    if owner and owner.get("issuer_dir"):
+        return Path(owner["issuer_dir"]), owner
+    existing = here.resolve() / DEFAULT_STATE_DIR
     if (existing / "jwks.json").exists():
         return existing, {}
-    looked.append(f"{existing} (no key)")
-    raise IssuerNotFound("no dev issuer found. Looked at: " + "; ".join(looked) + ". Start the server first "
-                         "(`make run` in the repository), or pass --issuer-dir")
+    raise IssuerNotFound("no dev issuer found. Looked at: $MCP_DEV_ISSUER_DIR (unset); a running mcp-tee dev in "
+                         + ", ".join(str(path) for path in looked) + f"; an existing key in {existing}. Start the "
+                         "server first (`make run` in the repository), or pass --issuer-dir")
 
 
 def _scopes(raw: str) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 LOCK_FILE = "dev.lock"
+STATE_DIR_NAME = ".mcp-tee"
 
 
 class StateDirBusy(RuntimeError):
@@ -83,3 +84,18 @@ def running_owner(state_dir: Path) -> dict[str, Any] | None:
         return None
     finally:
         os.close(fd)
+
+
+def find_running_dev(start: Path) -> tuple[dict[str, Any] | None, list[Path]]:
+    """The record of a live `mcp-tee dev` whose state directory is `.mcp-tee` in `start` or a parent of it.
+
+    Returns the record (None when there is none) and the directories looked at, for the error message.
+    """
+    looked = []
+    for directory in (start.resolve(), *start.resolve().parents):
+        state_dir = directory / STATE_DIR_NAME
+        looked.append(state_dir)
+        owner = running_owner(state_dir)
+        if owner is not None:
+            return owner, looked
+    return None, looked
