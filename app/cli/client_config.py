@@ -48,7 +48,7 @@ def _stdio_entry() -> dict[str, Any]:
 
     repo = Path.cwd().resolve()
     launcher = command_path().split()
-    command = str((repo / launcher[0]).resolve()) if "/" in launcher[0] else launcher[0]
+    command = str((repo / launcher[0]).absolute()) if "/" in launcher[0] else launcher[0]  # a venv python is a symlink
     return {"command": command, "args": [*launcher[1:], "dev", "--transport", "stdio",
                                          "--state-dir", str(repo / ".mcp-tee" / "stdio")]}
 
