@@ -1,5 +1,6 @@
-# Two commands matter: `make run` (local, non-TEE server) and `make test` (the whole suite).
-# Both bootstrap .venv themselves; the tests start their own throwaway Postgres.
+# Two commands matter: `make run` (local, non-TEE server; PORT=8081 for another port) and `make test`
+# (the whole suite). Both bootstrap .venv themselves; the tests start their own throwaway Postgres.
+# `make clean` deletes .venv and .mcp-tee (local Postgres cluster, dev issuer key, audit logs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -47,7 +48,7 @@ lock: $(BIN)/uv
 	$(UV_COMPILE) pyproject.toml -c requirements/dev.txt -o requirements/runtime.txt
 
 run: $(STAMP)
-	$(BIN)/mcp-tee dev
+	$(BIN)/mcp-tee dev $(if $(PORT),--port $(PORT))
 
 # `make test PYTEST_ARGS='tests/infra -q'` runs a part of the suite.
 test: $(STAMP)

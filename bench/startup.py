@@ -34,7 +34,8 @@ def _cases(scratch: Path) -> dict[str, list[str]]:
     token.write_text("a.b.c")
     cases = {"--help": ["--help"]}
     cases.update({f"{command.name} --help": [command.name, "--help"] for command in COMMANDS})
-    cases["dev-token"] = ["dev-token", "--issuer-dir", str(scratch / "issuer"), "--audience", "http://127.0.0.1:8080/mcp"]
+    cases["dev-token"] = ["dev-token", "--issuer-dir", str(scratch / "issuer"),
+                          "--audience", "http://127.0.0.1:8080/mcp"]
     cases["verify-token"] = ["verify-token", "--token", str(token), "--issuer", "http://attest.example.com",
                              "--expect-hostdata", "ab" * 32]
     return cases

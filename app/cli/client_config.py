@@ -25,7 +25,8 @@ CONFIG_FILES = {
     "cursor": Path(".cursor") / "mcp.json",
 }
 if sys.platform == "darwin":
-    CONFIG_FILES["claude-desktop"] = Path.home() / "Library" / "Application Support" / "Claude" / "claude_desktop_config.json"
+    CONFIG_FILES["claude-desktop"] = (Path.home() / "Library" / "Application Support" / "Claude"
+                                      / "claude_desktop_config.json")
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -48,7 +49,8 @@ def _stdio_entry() -> dict[str, Any]:
 
     repo = Path.cwd().resolve()
     launcher = command_path().split()
-    command = str((repo / launcher[0]).absolute()) if "/" in launcher[0] else launcher[0]  # a venv python is a symlink
+    # absolute(), not resolve(): a venv's python is a symlink, and resolving it would leave the venv
+    command = str((repo / launcher[0]).absolute()) if "/" in launcher[0] else launcher[0]
     return {"command": command, "args": [*launcher[1:], "dev", "--transport", "stdio",
                                          "--state-dir", str(repo / ".mcp-tee" / "stdio")]}
 

@@ -1,4 +1,4 @@
-"""`make run`'s command, `mcp-tee dev`: every tool works offline, behind the local dev issuer; stdio for one local user."""
+"""`make run`'s command, `mcp-tee dev`: every tool works offline behind the dev issuer; stdio for one local user."""
 
 from __future__ import annotations
 
