@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
 from app.cli.commands import register_module
-from app.cli.connect_errors import explain_connect_failure
+from app.cli.connecting import bearer_from_env, explain_connect_failure
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
 EXIT_VERIFIED = 0
@@ -117,7 +116,7 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
             report.failed("ChannelNotAttested", "the server's TLS key is no longer the attested one (a restart "
                                                 "means a new key): nothing was sent; run the agent again")
         else:
-            report.failed("connect", await explain_connect_failure(url, bool(headers), exc))
+            report.failed("connect", await explain_connect_failure(url, bool(bearer), exc))
     return report, call_result
 
 
@@ -131,12 +130,11 @@ def run_agent(args: argparse.Namespace) -> int:
     except (TrustPolicyError, ValueError) as exc:
         print(f"mcp-tee agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    bearer = None
-    if args.auth_token_env:
-        bearer = os.environ.get(args.auth_token_env)
-        if not bearer:
-            print(f"mcp-tee agent: {args.auth_token_env} is not set", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        bearer = bearer_from_env(args.auth_token_env)
+    except ValueError as exc:
+        print(f"mcp-tee agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     token = _read_stdin_token() if args.github_token_stdin else None
     if args.json and trust.warning:
         print(trust.warning, file=sys.stderr)

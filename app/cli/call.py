@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,20 +83,15 @@ async def _call(url: str, headers: dict[str, str], tool: str, arguments: dict[st
 
 
 def run_call(args: argparse.Namespace) -> int:
-    from app.cli.connect_errors import explain_connect_failure
+    from app.cli.connecting import bearer_from_env, explain_connect_failure
 
     try:
         arguments = _arguments(args)
+        bearer = bearer_from_env(args.auth_token_env)
     except ValueError as exc:
         print(f"mcp-tee call: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    headers = {}
-    if args.auth_token_env:
-        token = os.environ.get(args.auth_token_env)
-        if not token:
-            print(f"mcp-tee call: {args.auth_token_env} is not set (export it first)", file=sys.stderr)
-            return EXIT_USAGE
-        headers["Authorization"] = f"Bearer {token}"
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     url = args.url or _default_url()
     try:
         result = asyncio.run(_call(url, headers, args.tool, arguments))
