@@ -58,7 +58,7 @@ def run_dev(args: argparse.Namespace) -> int:
         env = _dev_env(args, url)
         lock.update({"url": url, "transport": args.transport, "issuer_dir": env["MCP_DEV_ISSUER_DIR"],
                      "audience": env.get("MCP_AUTH_AUDIENCE"), "audit_log": env["MCP_AUDIT_LOG"]})
-        stops = _start_local_upstreams(args, env)
+        _start_local_upstreams(args, env, stops)
         from app.config import load_settings
 
         return run_until_stopped(
@@ -96,12 +96,13 @@ def _dev_env(args: argparse.Namespace, url: str) -> dict[str, str]:
     return env
 
 
-def _start_local_upstreams(args: argparse.Namespace, env: dict[str, str]) -> list:
+def _start_local_upstreams(args: argparse.Namespace, env: dict[str, str], stops: list) -> None:
+    """Start what the env does not already provide; each started part's stop goes into `stops` at once,
+    so a failure half-way still stops what did start."""
     from app.devstack.postgres import LocalPostgres, PostgresUnavailable, preferred_port
     from app.devstack.standins import GitHubStandIn, WebhookSink
     from app.devstack.threaded import ThreadedServer
 
-    stops = []
     if not env.get("DB_CONNECTION_STRING"):
         try:
             pg_port = args.pg_port if args.pg_port is not None else preferred_port(PREFERRED_PG_PORT)
@@ -127,7 +128,6 @@ def _start_local_upstreams(args: argparse.Namespace, env: dict[str, str]) -> lis
         stops.append(sink.stop)
         env["WEBHOOK_URL"] = f"{sink.url}{path}"
         print("webhook sink on loopback: confirmed notifications are printed here", file=sys.stderr)
-    return stops
 
 
 def _print_connect_help(url: str, settings) -> None:
