@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+from types import SimpleNamespace
+
+import pytest
+
+from app.cli.call import _ask_the_user
 
 
 def call(url: str, answer: str, *args: str) -> subprocess.CompletedProcess:
@@ -18,11 +24,18 @@ class TestTerminalConfirmation:
         assert "Allow send_notification to do exactly this?" in result.stderr and "deploy 7 done" in result.stderr
         assert [post["payload"]["text"] for post in webhook_sink.posts] == ["[normal] deploy 7 done"]
 
-    def test_anything_else_sends_nothing(self, server, webhook_sink):
-        for answer in ("n\n", "", "sure\n"):
-            result = call(server.url, answer, "--arg", "message=never")
-            assert result.returncode == 1 and "not done" in result.stderr
+    def test_no_sends_nothing(self, server, webhook_sink):
+        result = call(server.url, "n\n", "--arg", "message=never")
+        assert result.returncode == 1 and "not done" in result.stderr and "declined" in result.stderr
         assert webhook_sink.posts == []
+
+    @pytest.mark.parametrize("typed, action", [("y\n", "accept"), ("YES\n", "accept"), ("n\n", "decline"),
+                                               ("sure\n", "decline"), ("\n", "decline"), ("", "cancel")])
+    async def test_only_an_explicit_yes_accepts(self, typed, action, monkeypatch, capsys):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(typed))
+        answer = await _ask_the_user(None, SimpleNamespace(message="Allow send_notification?"))
+        assert answer.action == action and (answer.content == {"value": True}) == (action == "accept")
+        assert "Allow send_notification?" in capsys.readouterr().err
 
     def test_a_server_that_wants_a_token_says_so(self, tmp_path):
         from app.devstack.threaded import ThreadedServer

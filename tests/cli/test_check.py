@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from app.cli import main
 from tests.support.canaries import assert_no_canary
 
 
@@ -34,12 +35,14 @@ class TestCheck:
         assert "✗ upstream postgres: unreachable" in result.stdout and "✓ upstream github" in result.stdout
         assert_no_canary([result.stdout, result.stderr], "mcp-tee check")
 
-    def test_an_invalid_policy_is_named_without_serving(self, tmp_path):
+    def test_an_invalid_policy_is_named_without_serving(self, tmp_path, monkeypatch, capsys):
         policy = tmp_path / "capabilities.toml"
         policy.write_text('[tools.send_notification]\nclass = "write"\n')
-        result = check({"MCP_CAPABILITY_POLICY": str(policy)})
-        assert result.returncode == 1 and "✗ capability policy" in result.stdout
+        monkeypatch.setenv("MCP_CAPABILITY_POLICY", str(policy))
+        assert main(["check"]) == 1
+        assert "✗ capability policy" in capsys.readouterr().out
 
-    def test_a_refused_bind_is_a_configuration_error(self):
-        result = check({}, "--host", "0.0.0.0")
-        assert result.returncode == 2 and "refusing to listen" in result.stdout
+    def test_a_refused_bind_is_a_configuration_error(self, monkeypatch, capsys):
+        monkeypatch.delenv("MCP_AUTH_ISSUER", raising=False)
+        assert main(["check", "--host", "0.0.0.0"]) == 2
+        assert "refusing to listen" in capsys.readouterr().out

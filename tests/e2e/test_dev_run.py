@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,12 +70,10 @@ class TestMakeRun:
         assert exit_code == 0 and "Traceback" not in output
 
     def test_a_busy_port_is_refused_before_anything_starts(self, tmp_path):
-        server = dev_server(tmp_path, "--no-auth", PG_BINDIR="/nonexistent")
-        server.start()
-        try:
-            busy = cli("dev", "--state-dir", str(tmp_path / "other"), "--port", str(server.port))
-        finally:
-            server.stop()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = cli("dev", "--state-dir", str(tmp_path / "other"), "--port", str(taken.getsockname()[1]))
         assert busy.returncode == 2 and "cannot listen on" in busy.stderr and "--port" in busy.stderr
         assert "Traceback" not in busy.stderr and "serving MCP" not in busy.stderr
         assert not (tmp_path / "other" / "pg").exists()
