@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import jwt
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.responses import JSONResponse, Response
@@ -175,7 +176,9 @@ class BearerAuthApp:
     """
 
     def __init__(self, app: ASGIApp, verifier: BearerTokenVerifier, on_refusal: RefusalHook | None = None) -> None:
-        self._app = app
+        # The SDK's own context layer publishes `scope["user"]` as `auth_context_var`, so every SDK
+        # feature that keys on the caller (sealed requestState, session ownership) sees the principal.
+        self._app = AuthContextMiddleware(app)
         self._verifier = verifier
         self._settings = verifier.settings
         self._on_refusal = on_refusal

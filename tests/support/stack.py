@@ -141,6 +141,10 @@ class Stack:
         def debug_dump_env() -> str:
             return "should never be reachable"
 
+    def http_app(self):
+        """The toy server over streamable HTTP on /mcp, with the production transport wrappers."""
+        return self.server.http_app(path="/mcp")
+
     def client(self, **options) -> Client:
         """An in-memory client whose user accepts every confirmation prompt."""
         async def accept(message, response_type, params, context):
