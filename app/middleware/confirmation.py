@@ -5,6 +5,9 @@ the model's intent is not enough; the *user* must see the exact effect and say
 yes. The gate asks through MCP elicitation, which the client shows to the user,
 not to the model. Decline, cancel, a client without elicitation, an error, a
 timeout or anything but an explicit `true` means the write does not happen.
+"Explicit" is checked on the raw answer, before any coercion: only `{"value": true}`, a JSON
+boolean in the one field the schema asks for, is consent; `"yes"`, `"on"`, `1`, `1.0` or an
+answer with extra fields is not (pydantic's lax mode would turn several of those into `True`).
 On MCP 2026-07-28, which has no server-initiated requests, the same question
 travels as an InputRequiredResult; the retried call must carry the SDK-sealed
 state, whose argument digest must match and which is honoured once only.
@@ -23,7 +26,6 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, NoReturn
 
-from fastmcp.server.elicitation import AcceptedElicitation
 from fastmcp.server.middleware import Middleware
 from fastmcp.tools.base import InputRequiredToolResult
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
@@ -42,6 +44,12 @@ _QUESTION_KEY = "mcp-tee-confirm"
 _YES_NO_SCHEMA = {"type": "object", "properties": {"value": {"type": "boolean", "title": "Allow"}},
                   "required": ["value"]}
 MAX_REMEMBERED_CONFIRMATIONS = 10_000
+_CONSENT_FIELDS = frozenset(_YES_NO_SCHEMA["properties"])
+
+
+def is_explicit_yes(content: Any) -> bool:
+    """True only for the raw answer `{"value": true}`: a JSON boolean, in exactly the schema's field."""
+    return isinstance(content, Mapping) and set(content) == _CONSENT_FIELDS and content["value"] is True
 
 
 def _digest(arguments: Mapping[str, Any]) -> str:
@@ -147,7 +155,7 @@ class ConfirmationMiddleware(Middleware):
         action = getattr(answer, "action", None)
         if action != "accept":
             self._refuse(tool, _REFUSALS.get(action, "the user did not accept"))
-        if (getattr(answer, "content", None) or {}).get("value") is not True:
+        if not is_explicit_yes(getattr(answer, "content", None)):
             self._refuse(tool, "the user answered no")
         return request_id
 
@@ -155,8 +163,11 @@ class ConfirmationMiddleware(Middleware):
         if ctx is None:
             self._refuse(tool, "no MCP session to ask the user through")
         try:
+            # The session's own elicit hands back the raw answer; `ctx.elicit(..., bool)` would coerce it.
             answer = await asyncio.wait_for(
-                ctx.elicit(f"Allow {tool} to do exactly this?\n\n{preview}", bool), self._timeout_s
+                ctx.session.elicit(message=f"Allow {tool} to do exactly this?\n\n{preview}",
+                                   requested_schema=_YES_NO_SCHEMA, related_request_id=ctx.request_id),
+                self._timeout_s,
             )
         except asyncio.TimeoutError:
             self._refuse(tool, f"no answer within {self._timeout_s:g} s")
@@ -165,9 +176,9 @@ class ConfirmationMiddleware(Middleware):
         except Exception as exc:  # an unsupported client surfaces as an error from elicit()
             logger.info("confirmation for %s could not be asked: %s", tool, type(exc).__name__)
             self._refuse(tool, CANNOT_PROMPT)
-        if not isinstance(answer, AcceptedElicitation):
-            self._refuse(tool, _REFUSALS.get(getattr(answer, "action", None), "the user did not accept"))
-        if answer.data is not True:
+        if answer.action != "accept":
+            self._refuse(tool, _REFUSALS.get(answer.action, "the user did not accept"))
+        if not is_explicit_yes(answer.content):
             self._refuse(tool, "the user answered no")
 
     @staticmethod
