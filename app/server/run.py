@@ -52,6 +52,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     import uvicorn
 
     from app.server.assembly import assemble
+    from app.server.http_limits import listener_options
     from app.server.mcp_app import MCP_PATH
 
     channel = None
@@ -78,7 +79,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             logger.info("attested TLS channel: key sha256 %s (bound into every attestation as %s)",
                         channel.spki_sha256, TLS_SPKI_FIELD)
         config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls)
+                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls,
+                                **listener_options())
         await _server_returning_on_signal(config).serve(sockets=[listener])
         return 0
     finally:
