@@ -84,6 +84,9 @@ class GitHubStandIn:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         self.requests.append({"token": token, "q": request.query_params.get("q", ""),
                               "api_version": request.headers.get("x-github-api-version")})
+        if self.fault == "422-echo":  # GitHub explains a rejected query, echoing what it was sent
+            return JSONResponse({"message": f"Validation Failed ({auth}) for {request.query_params.get('q', '')!r}"},
+                                status_code=422)
         faulted = await _apply_fault(self.fault)
         if faulted is not None:
             return faulted

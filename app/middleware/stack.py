@@ -51,13 +51,14 @@ def build_middleware(
     specs = tuple(specs)
     confirmed = {name for name, tool in policy.tools.items() if tool.confirm}
     previews = {spec.name: spec.confirmation_preview for spec in specs if spec.confirmation_preview is not None}
+    untrusted = frozenset(spec.name for spec in specs if spec.untrusted_output)
     return [
-        ErrorBoundaryMiddleware(),
+        ErrorBoundaryMiddleware(untrusted, redactor),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
         ScopeMiddleware(policy, principals),
         ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s),
         QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),
-        UntrustedOutputMiddleware(frozenset(spec.name for spec in specs if spec.untrusted_output)),
+        UntrustedOutputMiddleware(untrusted),
     ]
