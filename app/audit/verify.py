@@ -6,7 +6,8 @@ previous line (the previous line was edited); a checkpoint whose Ed25519 signatu
 under any trusted key (a forged or re-chained stretch); and a log that does not end with a `final`
 checkpoint (truncation, or a writer that never shut down cleanly: the two look the same, and both
 leave records no signature covers). A new process that continues a file whose previous writer
-crashed is reported as a warning, since the chain still proves nothing in between was removed.
+crashed is reported as a warning, since the chain still proves nothing in between was removed; so
+is a torn last line that the new process cut off at start-up (its `open` record names the bytes).
 
 Live mode (`live=True`) is for the log of a server that is still running: the records after its
 last signed checkpoint are reported as `pending` (no signature covers them yet) instead of as a
@@ -113,6 +114,10 @@ def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str],
             last_checkpoint = number
         if record.get("type") == "open" and prev_record is not None and not _is_final(prev_record):
             warnings.append(f"line {number}: the writer before seq {record['seq']} did not shut down cleanly")
+        if record.get("type") == "open" and isinstance(record.get("recovered"), dict):
+            cut = record["recovered"]
+            warnings.append(f"line {number}: start-up cut a torn last line of {cut.get('cut_bytes')} bytes "
+                            f"(sha256 {cut.get('cut_sha256')}) after seq {cut.get('last_kept_seq')}")
         prev_hash, prev_record = line_hash(raw), record
     if prev_record is None:
         raise _Bad(1, "empty audit log")

@@ -49,6 +49,23 @@ class AuthedStack:
             "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
         return client.post(self.url, json=body, headers=self.headers(subject))
 
+    def open_session(self, client: httpx.Client, subject: str) -> dict[str, str]:
+        """Initialize a 2025-11-25 session; returns the headers that use it."""
+        opened = self.initialize(client, subject)
+        assert opened.status_code == 200, opened.text
+        headers = self.headers(subject, **{"Mcp-Session-Id": opened.headers["mcp-session-id"],
+                                           "MCP-Protocol-Version": LEGACY})
+        client.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        return headers
+
+    def legacy_call(self, client: httpx.Client, session: dict[str, str], tool: str,
+                    arguments: dict[str, Any]) -> dict[str, Any]:
+        """One `tools/call` inside an open 2025-11-25 session; returns the JSON-RPC response."""
+        body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        response = client.post(self.url, json=body, headers=session, timeout=30)
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1] if data else response.text)
+
     def modern_call(self, subject: str, tool: str, arguments: dict[str, Any], *,
                     request_state: str | None = None, responses: dict[str, Any] | None = None) -> dict[str, Any]:
         """One sessionless 2026-07-28 `tools/call`; returns the JSON-RPC response."""

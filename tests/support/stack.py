@@ -25,6 +25,7 @@ from app.middleware.breakers import Breakers
 from app.capability_policy import CapabilityPolicy, load_policy, policy_from_mapping
 from app.auth.principal import PrincipalProvider
 from app.middleware.quotas import RateLimiter
+from app.middleware.refusals import RefusalLedger
 from app.audit.redaction import Redactor
 from app.middleware.stack import build_middleware
 from app.tools.catalog import TOOL_SPECS
@@ -95,12 +96,13 @@ class Stack:
         self.redactor = Redactor(secrets)
         self.breakers = Breakers(self.policy.upstreams, clock=self.clock)
         self.limiter = RateLimiter(self.policy, clock=self.clock)
+        self.refusals = RefusalLedger(self.policy.refusals, clock=self.clock)
         self.principals = PrincipalProvider(auth_enabled=auth_enabled, local_scopes=scopes)
         # The production composition (`build_middleware`, as `assemble` calls it) over toy tools
         # that carry the real tools' specs, so the order under test is the order that runs.
         self.server = FastMCP("toy", middleware=build_middleware(
             self.policy, TOOL_SPECS, audit=self.audit, redactor=self.redactor, breakers=self.breakers,
-            principals=self.principals, quotas=self.limiter, confirmation_timeout_s=5))
+            principals=self.principals, quotas=self.limiter, refusals=self.refusals, confirmation_timeout_s=5))
         self.upstream_fault: Exception | None = None
         self.github_url: str | None = None
         self.gate: asyncio.Event | None = None
