@@ -49,12 +49,13 @@ VERIFIED_CACHE_TTL_S = 60.0
 
 @dataclass(frozen=True)
 class HttpRefusal:
-    """A request this layer refused before MCP saw it (401/403/400); carries no token."""
+    """A request refused before MCP saw it (401/403/400 here, 429 by session admission); carries no token."""
 
     status: int
     reason: str
     path: str
     principal: str | None = None
+    layer: str = "auth"
 
 
 RefusalHook = Callable[[HttpRefusal], None]

@@ -196,6 +196,6 @@ def record_http_refusal(log: AuditLog, redactor: Redactor, refusal: HttpRefusal)
         "type": "http",
         "principal": refusal.principal or UNAUTHENTICATED,
         "path": clip_text(refusal.path, redact=redactor.redact_text),
-        "decision": {"allowed": False, "layer": "auth", "reason": redactor.redact_text(refusal.reason)},
+        "decision": {"allowed": False, "layer": refusal.layer, "reason": redactor.redact_text(refusal.reason)},
         "outcome": {"status": str(refusal.status), "error": None},
     })

@@ -18,7 +18,7 @@ from app.attestation.evidence import TeeAttestation
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
-from app.auth.resource_server import protect_app
+from app.auth.resource_server import HttpRefusal, protect_app
 from app.capability_policy import CapabilityPolicy, PolicyError, load_policy
 from app.config import ConfigError, Settings
 from app.middleware.audit import record_http_refusal
@@ -29,6 +29,7 @@ from app.secrets.bundle import SecretBundle
 from app.secrets.tee_release import TeeStartup
 from app.server.attested_channel import serve_attested_channel
 from app.server.mcp_app import MCP_PATH, build_mcp
+from app.server.session_admission import SESSION_IDLE_TIMEOUT_S, SessionAdmission
 from app.server.session_end import ForgetEndedSessions
 from app.sessions import SessionRegistry
 from app.tools.catalog import TOOL_SPECS
@@ -58,7 +59,7 @@ class AssembledServer:
         Closing happens in the app's lifespan shutdown: uvicorn re-raises SIGTERM once it
         has drained, so code after `serve()` would never run.
         """
-        app = self.mcp.http_app(path=MCP_PATH)
+        app = self.mcp.http_app(path=MCP_PATH, session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
         mcp_lifespan = app.router.lifespan_context
 
         @contextlib.asynccontextmanager
@@ -72,12 +73,16 @@ class AssembledServer:
 
         app.router.lifespan_context = lifespan
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
+        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self._record_refusal)
         auth = self.state.settings.auth
         if auth is None:
             return app
         # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
         return protect_app(app, dataclasses.replace(auth, scopes_supported=self.policy.all_scopes),
-                           on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
+                           on_refusal=self._record_refusal)
+
+    def _record_refusal(self, refusal: HttpRefusal) -> None:
+        record_http_refusal(self.audit, self.redactor, refusal)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -27,7 +27,9 @@ from app.auth.principal import PrincipalProvider
 from app.middleware.quotas import RateLimiter
 from app.middleware.refusals import RefusalLedger
 from app.audit.redaction import Redactor
+from app.middleware.audit import record_http_refusal
 from app.middleware.stack import build_middleware
+from app.server.session_admission import SESSION_IDLE_TIMEOUT_S, SessionAdmission
 from app.tools.catalog import TOOL_SPECS
 from app.errors import UpstreamError
 
@@ -144,8 +146,10 @@ class Stack:
             return "should never be reachable"
 
     def http_app(self):
-        """The toy server over streamable HTTP on /mcp, with the production transport wrappers."""
-        return self.server.http_app(path="/mcp")
+        """The toy server over streamable HTTP on /mcp, behind session admission as in production."""
+        app = self.server.http_app(path="/mcp", session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
+        return SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock,
+                                on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
 
     def client(self, **options) -> Client:
         """An in-memory client whose user accepts every confirmation prompt."""
