@@ -14,6 +14,11 @@ A writer that dies mid-write leaves a torn last line (or, from an older writer, 
 new run's `open` record (`recovered`: bytes cut, their SHA-256, the last kept `seq`), so the cut
 is itself chained and signed and `audit verify` reports it. Only the last line is ever cut: if the
 record before it is not valid either, the log is damaged, not torn, and start-up still refuses.
+
+The chain alone cannot show that a log was cut back to an earlier run's final checkpoint: what is
+left is intact and ends signed, and in TEE mode every run signs with the same key. So `signed_head`
+writes a checkpoint on demand and returns it (`attestation_status` reports it); an auditor who
+keeps the latest such head outside the host can later demand it with `audit verify --expect-head`.
 """
 
 from __future__ import annotations
@@ -190,6 +195,19 @@ class AuditLog:
         with self._lock:
             self._chain(opening)
 
+    def signed_head(self) -> dict[str, Any]:
+        """Write a signed checkpoint now and return it as a head an auditor can keep: seq, line hash, record.
+
+        Example:
+            >>> head = log.signed_head()
+            >>> f"{head['seq']}:{head['sha256']}"  # what `audit verify --expect-head` takes
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("audit log is closed")
+            record = self._checkpoint(final=False)
+            return {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
+
     def before_close(self, callback: Callable[[], None]) -> None:
         """Run `callback` (which may still `append`) when `close()` starts, before the final checkpoint."""
         self._before_close.append(callback)
@@ -221,7 +239,7 @@ class AuditLog:
             os.fsync(self._stream.fileno())
             self._stream.close()
 
-    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> None:
+    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> dict[str, Any]:
         stamped = {"seq": self._seq, "prev": self._prev,
                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **record}
         if signed:
@@ -230,10 +248,11 @@ class AuditLog:
         self._prev = line_hash(line.encode())
         self._seq += 1
         self._queue.put(line)
+        return stamped
 
-    def _checkpoint(self, *, final: bool) -> None:
+    def _checkpoint(self, *, final: bool) -> dict[str, Any]:
         self._since_checkpoint = 0
-        self._chain({"type": "checkpoint", "final": final}, signed=True)
+        return self._chain({"type": "checkpoint", "final": final}, signed=True)
 
     def _drain(self) -> None:
         while True:

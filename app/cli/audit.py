@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     verify.add_argument("--live", action="store_true",
                         help="the log of a running server: verify up to its last signed checkpoint and report "
                              "the records after it as pending, not as tampering")
+    verify.add_argument("--expect-head", metavar="SEQ:SHA256",
+                        help="a signed head kept outside the host (attestation_status audit_head); "
+                             "a log that does not reach it was truncated")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(func=_audit_verify)
     # `mcp-tee audit` alone: show what it can do instead of an argparse error.
@@ -39,15 +42,16 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from app.audit.verify import load_public_key, verify_audit_log
+    from app.audit.verify import ExpectedHead, load_public_key, verify_audit_log
 
     try:
         keys = [load_public_key(value) for value in args.public_key]
+        expect_head = ExpectedHead.parse(args.expect_head) if args.expect_head else None
     except (OSError, ValueError) as exc:
         print(f"audit verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = verify_audit_log(args.file, keys, live=args.live)
+        result = verify_audit_log(args.file, keys, live=args.live, expect_head=expect_head)
     except OSError as exc:
         print(f"audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -61,9 +65,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"{args.file}: line {result.bad_line}: {result.reason}", file=sys.stderr)
         return EXIT_BAD_LOG
+    reaches = f", reaches the expected head seq {expect_head.seq}" if expect_head else ""
     if args.live:
         print(f"{args.file}: OK up to the last signed checkpoint, {result.records - result.pending} records; "
-              f"{result.pending} newer records pending (the next checkpoint will cover them)")
+              f"{result.pending} newer records pending (the next checkpoint will cover them){reaches}")
     else:
-        print(f"{args.file}: OK, {result.records} records, chain intact and covered by a final signed checkpoint")
+        print(f"{args.file}: OK, {result.records} records, chain intact and covered by a final signed "
+              f"checkpoint{reaches}")
+    if expect_head is None:
+        print("note: without --expect-head a cut back to an earlier run's final checkpoint cannot be detected",
+              file=sys.stderr)
     return EXIT_OK

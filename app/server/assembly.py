@@ -152,6 +152,7 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
         state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64(),
                                            channel.spki_sha256)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
+    state.audit_head = audit.signed_head
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s)
     mcp = build_mcp(state, specs, middleware=middleware)

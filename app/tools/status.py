@@ -51,6 +51,10 @@ def register(mcp: FastMCP, state: ServerState) -> None:
             report["channel"] = minted or named_channel(ctx)
         for extra in state.status_extras:
             report.update(extra())
+        if state.audit_head is not None:
+            head = state.audit_head()
+            # Keep this outside the host: `audit verify --expect-head SEQ:SHA256` then detects a cut-back log.
+            report["audit_head"] = {**head, "expect_head": f"{head['seq']}:{head['sha256']}"}
         return report
 
 
