@@ -107,23 +107,30 @@ class SessionAdmission:
                                retry_after_s=math.ceil(wait))
             return
         bucket.take()
-        opened: list[str] = []
+        settled = False  # counted in `_opening` until the SDK answers, then (if it opened one) in `_sessions`
+
+        def settle() -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            self._opening[owner] -= 1
+            if not self._opening[owner]:
+                del self._opening[owner]
 
         async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+            if message["type"] == "http.response.start":
                 new_id = dict(message.get("headers", [])).get(b"mcp-session-id", b"").decode("latin-1")
-                if new_id:
-                    opened.append(new_id)
+                if new_id and 200 <= message["status"] < 300:
                     self._sessions[new_id] = _OpenSession(owner, self._clock())
+                settle()
             await send(message)
 
         self._opening[owner] = self._opening.get(owner, 0) + 1
         try:
             await self._app(scope, receive, observe)
         finally:
-            self._opening[owner] -= 1
-            if not self._opening[owner]:
-                del self._opening[owner]
+            settle()
 
     async def _serve_in_session(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self._sessions.get(session_id)

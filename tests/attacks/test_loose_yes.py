@@ -27,7 +27,8 @@ NEAR_MISSES = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    roomy = policy_with({"tools": {"send_notification": {"quota": {"per_principal_per_minute": 10_000, "burst": 1000}}}})
+    roomy = policy_with({"tools": {"send_notification": {"quota": {"per_principal_per_minute": 10_000, "burst": 1000}}},
+                         "sessions": {"opens_per_principal_per_minute": 10_000, "burst": 1000}})
     with authed_stack(tmp_path_factory.mktemp("loose-yes"), policy=roomy) as running:
         yield running
 
