@@ -6,13 +6,16 @@ import json
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastmcp import Client
 
 from app.audit.clipping import MAX_NAME_CHARS
 from app.audit.log import AuditLog, AuditSigner, public_key_b64
 from app.audit.verify import verify_audit_log
 from app.cli import main as cli_main
+from app.config import Settings
+from app.secrets.env import load_env_secrets
+from app.server.assembly import assemble
 from tests.support.authed import authed_stack
-from tests.support.server_process import ServerProcess
 
 HUGE_NAME = "x" * 3_000_000
 FLOOD = 25  # the packaged policy's refusal burst is 20
@@ -55,17 +58,17 @@ def crashed_log(path, key: Ed25519PrivateKey, torn: bytes) -> None:
 
 
 class TestCrashRestart:
-    def test_the_server_restarts_on_an_over_long_torn_line_and_verify_reports_the_cut(self, baseline_env, tmp_path,
-                                                                                       capsys):
-        torn = b'{"seq":5,"tool":"' + b"x" * 3_000_000
+    async def test_the_server_restarts_on_an_over_long_torn_line_and_verify_reports_the_cut(self, tmp_path, capsys):
         audit_path = tmp_path / "audit.jsonl"
+        torn = b'{"seq":5,"tool":"' + b"x" * 3_000_000
         first_key = Ed25519PrivateKey.generate()
         crashed_log(audit_path, first_key, torn)
-        server = ServerProcess({**baseline_env, "MCP_AUDIT_LOG": str(audit_path)}, log_dir=tmp_path).start()
+        server = assemble(Settings(audit_log=str(audit_path)), load_env_secrets({}))  # refused to start before
         try:
-            second_key = httpx.get(f"{server.base_url}/healthz").json()["audit_public_key"]
+            async with Client(server.mcp) as client:
+                second_key = (await client.call_tool("attestation_status", {})).structured_content["audit_public_key"]
         finally:
-            server.stop()
+            await server.aclose()
         verified = cli_main(["audit", "verify", str(audit_path), "--public-key",
                              public_key_b64(first_key.public_key()), "--public-key", second_key])
         stderr = capsys.readouterr().err
