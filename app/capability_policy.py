@@ -217,7 +217,8 @@ def policy_from_mapping(raw: Any, source: str = "<mapping>") -> CapabilityPolicy
     upstreams = {name: _upstream(source, name, value) for name, value in top["upstreams"].items()}
     tools = {name: _tool(source, name, value, upstreams) for name, value in top["tools"].items()}
     return CapabilityPolicy(source=source, global_quota=global_quota, upstreams=upstreams, tools=tools,
-                            refusals=_refusals(source, top.get("refusals")), sessions=_sessions(source, top.get("sessions")))
+                            refusals=_refusals(source, top.get("refusals")),
+                            sessions=_sessions(source, top.get("sessions")))
 
 
 def _refusals(source: str, raw: Any) -> RefusalBudget:

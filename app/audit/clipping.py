@@ -64,7 +64,8 @@ def clip_value(value: Any, redact: Redact = _as_is, depth: int = 0) -> Any:
     return value
 
 
-def clip_mapping(value: Mapping[Any, Any], convert: Callable[[Any, Any], Any], redact: Redact = _as_is) -> dict[str, Any]:
+def clip_mapping(value: Mapping[Any, Any], convert: Callable[[Any, Any], Any],
+                 redact: Redact = _as_is) -> dict[str, Any]:
     """The first `MAX_RECORDED_ITEMS` entries with clipped keys and converted values, plus how many were left out."""
     clipped = {clip_text(str(key), MAX_NAME_CHARS, redact): convert(key, item)
                for key, item in islice(value.items(), MAX_RECORDED_ITEMS)}

@@ -175,7 +175,8 @@ class AuditMiddleware(Middleware):
 
     def _decision(self, error: BaseException | None) -> dict[str, Any]:
         if isinstance(error, CapabilityDenied):
-            return {"allowed": False, "layer": error.layer, "reason": clip_text(str(error), redact=self._redactor.redact_text)}
+            reason = clip_text(str(error), redact=self._redactor.redact_text)
+            return {"allowed": False, "layer": error.layer, "reason": reason}
         return {"allowed": True, "reason": "policy"}
 
 

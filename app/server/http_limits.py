@@ -64,7 +64,8 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def listener_options(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> dict[str, Any]:
+def listener_options(header_timeout_s: float = HEADER_TIMEOUT_S,
+                     max_connections: int = MAX_CONNECTIONS) -> dict[str, Any]:
     """The uvicorn.Config keywords that bound connections (tests shrink the deadline and the cap).
 
     Example:

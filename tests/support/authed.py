@@ -88,7 +88,8 @@ def authed_stack(tmp_path: Path, **stack_options) -> Iterator[AuthedStack]:
     """A JWKS stand-in and the toy stack behind bearer auth, both on loopback, for one test."""
     stack = Stack(tmp_path, auth_enabled=True, **stack_options)
     with ExitStack() as running:
-        jwks = running.enter_context(serve(Starlette(routes=[Route("/jwks", lambda r: JSONResponse({"keys": [_JWK]}))])))
+        jwks_app = Starlette(routes=[Route("/jwks", lambda request: JSONResponse({"keys": [_JWK]}))])
+        jwks = running.enter_context(serve(jwks_app))
         port = free_port()
         url = f"http://127.0.0.1:{port}/mcp"
         settings = AuthSettings(ISSUER, f"{jwks}/jwks", url)
