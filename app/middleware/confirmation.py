@@ -10,7 +10,8 @@ boolean in the one field the schema asks for, is consent; `"yes"`, `"on"`, `1`, 
 answer with extra fields is not (pydantic's lax mode would turn several of those into `True`).
 On MCP 2026-07-28, which has no server-initiated requests, the same question
 travels as an InputRequiredResult; the retried call must carry the SDK-sealed
-state, whose argument digest must match and which is honoured once only.
+state, whose argument digest must match, which names the principal who was asked
+(the SDK binds it too, through the auth context), and which is honoured once only.
 Each accepted request gets a fresh id that the write uses as its idempotency
 key. The write tool also checks that it runs under a confirmation (defense
 in depth).
@@ -31,6 +32,7 @@ from fastmcp.tools.base import InputRequiredToolResult
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from app.auth.principal import PrincipalProvider
 from app.confirmation import ConfirmationRefused, ConfirmedRequest, confirmed_request
 from app.errors import InvalidArgument, deny
 
@@ -84,6 +86,7 @@ class ConfirmationMiddleware(Middleware):
             return exactly what will be done; invalid input is refused before
             the user is asked.
         timeout_s: How long to wait for the user's answer.
+        principals: Resolves the caller, whose subject the round-trip state must name.
 
     Example:
         mcp = FastMCP("x", middleware=[ConfirmationMiddleware({"send_notification"})])
@@ -95,8 +98,10 @@ class ConfirmationMiddleware(Middleware):
         *,
         previews: Mapping[str, Preview] | None = None,
         timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
+        principals: PrincipalProvider | None = None,
     ) -> None:
         self._tools = frozenset(tools)
+        self._principals = principals
         self._previews = dict(previews or {})
         self._timeout_s = timeout_s
         self._answered: OrderedDict[str, None] = OrderedDict()  # single-use round-trip confirmations
@@ -128,7 +133,8 @@ class ConfirmationMiddleware(Middleware):
     # sealed by the SDK, carries a digest of the arguments the user saw, and is single-use.
 
     def _round_trip_question(self, tool: str, arguments: Mapping[str, Any], preview: str) -> InputRequiredToolResult:
-        state = json.dumps({"tool": tool, "arguments": _digest(arguments), "request_id": uuid.uuid4().hex})
+        state = json.dumps({"tool": tool, "arguments": _digest(arguments), "request_id": uuid.uuid4().hex,
+                            "principal": self._subject()})
         question = ElicitRequest(params=ElicitRequestFormParams(
             message=f"Allow {tool} to do exactly this?\n\n{preview}", requested_schema=_YES_NO_SCHEMA))
         return InputRequiredToolResult(InputRequiredResult(input_requests={_QUESTION_KEY: question},
@@ -144,6 +150,8 @@ class ConfirmationMiddleware(Middleware):
             request_id = str(asked["request_id"])
         except (ValueError, KeyError, TypeError):
             self._refuse(tool, "the confirmation state is not ours")
+        if asked.get("principal") != self._subject():
+            self._refuse(tool, "the confirmation was asked of another caller")
         if asked.get("tool") != tool or asked.get("arguments") != _digest(arguments):
             self._refuse(tool, "the arguments changed after the user saw them")
         if request_id in self._answered:
@@ -180,6 +188,9 @@ class ConfirmationMiddleware(Middleware):
             self._refuse(tool, _REFUSALS.get(answer.action, "the user did not accept"))
         if not is_explicit_yes(answer.content):
             self._refuse(tool, "the user answered no")
+
+    def _subject(self) -> str | None:
+        return self._principals().subject if self._principals is not None else None
 
     @staticmethod
     def _refuse(tool: str, reason: str) -> NoReturn:

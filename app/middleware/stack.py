@@ -62,7 +62,7 @@ def build_middleware(
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
         RefusalBudgetMiddleware(refusals or RefusalLedger(policy.refusals), principals),
         ScopeMiddleware(policy, principals),
-        ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s),
+        ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s, principals=principals),
         QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),
         UntrustedOutputMiddleware(untrusted),
