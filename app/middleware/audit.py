@@ -85,8 +85,14 @@ class SuppressedRefusals:
             return self._pop(list(self._pending))
 
     def _pop_old(self) -> list[dict[str, Any]]:
+        # Entries sit in the order they were first seen, so the old ones are a prefix.
         cutoff = self._clock() - SUPPRESSED_FLUSH_AFTER_S
-        return self._pop([subject for subject, (_, first) in self._pending.items() if first <= cutoff])
+        old = []
+        for subject, (_, first) in self._pending.items():
+            if first > cutoff:
+                break
+            old.append(subject)
+        return self._pop(old)
 
     def _pop(self, subjects: list[str]) -> list[dict[str, Any]]:
         records = []
