@@ -115,9 +115,12 @@ class TestAuditClassification:
                     if r["type"] == "http"]
         assert any(r["outcome"]["status"] == "401" and r["decision"] == {
             "allowed": False, "layer": "auth", "reason": "malformed token"} for r in refusals), refusals
+        deadline = time.monotonic() + 10
+        while "refused POST /mcp: 401" not in authed_server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the log line is written by another process
+        assert "refused POST /mcp: 401" in authed_server.output()
         assert "forged-signature-canary" not in authed_server.audit_path.read_text()
         assert "forged-signature-canary" not in authed_server.output()
-        assert "refused POST /mcp: 401" in authed_server.output()
 
     async def test_a_confirmation_question_is_not_audited_as_ok(self, authed_server, webhook_sink):
         """MCP 2026-07-28 (FastMCP's client): the question is `input_required`, the delivery `ok`."""
