@@ -12,7 +12,7 @@ from components.containers import APP_PORT, SKR_PORT
 from components.identity import ACR_PULL_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
 from components.key_release import key_name_for
 from policy.release_policy import ACI_COMPLIANCE_STATUS
-from tests.infra.harness import ProgramRun
+from tests.components.harness import ProgramRun
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 EXPECTED_PARENTS = {

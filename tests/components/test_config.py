@@ -10,8 +10,8 @@ import pytest
 
 from components.cce_policy import CcePolicyError
 from components.config import ConfigError
-from tests.infra.conftest import CANARY
-from tests.infra.harness import ProgramRun, rego_policy_for, run_program, stack_config
+from tests.components.conftest import CANARY
+from tests.components.harness import ProgramRun, rego_policy_for, run_program, stack_config
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 

@@ -12,7 +12,7 @@ import pytest
 from policy.pack import rules
 from policy.pack.policies import POLICIES
 from policy.release_policy import build_release_policy, encode_release_policy
-from tests.infra.harness import ProgramRun, TEST_SKR_IMAGE
+from tests.components.harness import ProgramRun, TEST_SKR_IMAGE
 
 HOSTDATA = "ab" * 32
 APP_IMAGE = "acr.azurecr.io/mcp-tee@sha256:" + "c" * 64
