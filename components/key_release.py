@@ -29,16 +29,13 @@ import pulumi
 from pulumi import ComponentResource, Output, ResourceOptions
 from pulumi_azure_native import keyvault
 
+from policy.pack.rules import RETAIN_TAG
 from policy.release_policy import build_release_policy, encode_release_policy
 
 KEY_TYPE = "RSA-HSM"
 KEY_SIZE = 3072
 SOFT_DELETE_RETENTION_DAYS = 90
 SECONDS_PER_DAY = 86400
-# Declares `retain_on_delete` where CrossGuard can see it: the analyzer protocol carries resource
-# options such as `protect` but not `retain_on_delete`, so the pack checks this tag and the mocks
-# tests check that the tag and the option always go together.
-RETAIN_TAG = "mcp-tee-retain-on-delete"
 
 
 def key_name_for(hostdata: str, policy_data: str, rotation: str = "1") -> str:
