@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.capabilities.auth import AuthSettings
+from app.auth.settings import AuthSettings
 from components.resource_server import AZURE_CLI_CLIENT_ID, SCOPES
 from tests.components.harness import INITIAL_DOMAIN, TENANT, ProgramRun, run_program
 

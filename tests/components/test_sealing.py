@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.emulator.server import RunningEmulator, start_emulator
-from app.secrets.sealing import unseal
+from app.secrets.jwe import unseal
 from tests.components.harness import ProgramRun, run_program
 from tests.support.canaries import ALL_CANARIES, CANARY_DB_PASSWORD, CANARY_GITHUB_TOKEN, CANARY_WEBHOOK_PATH
 
