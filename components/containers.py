@@ -10,8 +10,9 @@ Which env values are in the policy:
   AKV_ENDPOINT, MCP_AUTH_*, MCP_AUDIT_* and the sidecar's Port/LogLevel. They are known from stack
   config and the tenant before any resource exists, and pinning them stops an operator from
   pointing the app at another vault, attestation service, token issuer or audit store. confcom
-  still lets the host *drop* a variable (`required: false`), so the app refuses to start in TEE
-  mode when any of them is missing (`app/config.py`); a test keeps the two lists in step.
+  still lets the host *drop* a variable (`required: false`), so the deployed command asks the app
+  to refuse to start when any of them is missing (`TEE_PINNED_ENV` in `app/config.py`; a test
+  keeps the two lists in step).
 - *Wildcarded* (an ARM parameter with no default, which confcom turns into `.*`): SKR_KEY_NAME and
   IDENTITY_CLIENT_ID. The key is named after the release policy, which contains the hostdata of
   this very policy, so pinning the key name would be a cycle. The identity's client id is an
@@ -34,7 +35,10 @@ from components.audit_storage import AUDIT_SINK
 
 # The app serves HTTPS itself on 443 in TEE mode (the attested channel); no proxy terminates TLS.
 APP_PORT = 443
-APP_COMMAND = ("mcp-tee", "serve", "--host", "0.0.0.0", "--port", str(APP_PORT))
+# `--tee` and `--require-pinned-env` sit in the measured command, which the host cannot drop.
+APP_COMMAND = ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0", "--port", str(APP_PORT))
+# Pinned only when configured, and harmless when dropped (the default is the same stdout).
+OPTIONAL_PINNED_ENV = frozenset({"MCP_AUDIT_LOG"})
 SKR_PORT = 9000
 SKR_COMMAND = ("/skr.sh",)
 ARM_API_VERSION = "2023-05-01"

@@ -50,7 +50,8 @@ class TestGroupSpec:
     def test_app_serves_on_443_with_the_explicit_serve_command(self) -> None:
         app = app_container("i", ENV, cpu=1, memory_gb=1)
         assert app.ports == (APP_PORT,) == (443,)
-        assert app.command == APP_COMMAND == ("mcp-tee", "serve", "--host", "0.0.0.0", "--port", "443")
+        assert app.command == APP_COMMAND == ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0",
+                                               "--port", "443")
 
 
 class TestConfcomOutput:

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from components.containers import APP_PORT, SKR_PORT
+from app.config import TEE_PINNED_ENV
+from components.containers import APP_PORT, OPTIONAL_PINNED_ENV, SKR_PORT
 from components.identity import ACR_PULL_ROLE, BLOB_CONTRIBUTOR_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
 from components.key_release import key_name_for
 from policy.release_policy import ACI_COMPLIANCE_STATUS
@@ -186,6 +187,14 @@ class TestConfidentialServer:
             assert env["IDENTITY_CLIENT_ID"]["value"] == uami.outputs["clientId"]
             assert env["AKV_ENDPOINT"]["value"] == vault_host
             assert env["MAA_ENDPOINT"]["value"] == stack_run.stack_outputs["maa_endpoint"]
+
+    def test_the_app_gets_exactly_the_variables_it_refuses_to_start_without(self, stack_run: ProgramRun) -> None:
+        for group in stack_run.of_type(GROUP):
+            app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+            names = {e["name"] for e in app["environmentVariables"]}
+            assert names - OPTIONAL_PINNED_ENV == TEE_PINNED_ENV, "the app's check and the deployment disagree"
+            # The check is asked for in argv, which the policy enforces exactly and the host cannot drop.
+            assert {"--tee", "--require-pinned-env"} <= set(app["command"])
 
     def test_replicas_share_policy_and_key_with_own_dns_labels(self, prod_run: ProgramRun) -> None:
         groups = prod_run.of_type(GROUP)
