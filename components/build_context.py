@@ -25,12 +25,21 @@ from typing import Iterator, Mapping
 DOCKERIGNORE = ".dockerignore"
 
 
+_WILDCARDS = re.compile(r"[*?\[\\]")
+
+
 @dataclass(frozen=True)
 class IgnoreRule:
-    """One `.dockerignore` line: the compiled pattern and whether it re-includes (`!`)."""
+    """One `.dockerignore` line: the compiled pattern, whether it re-includes (`!`), and its literal start."""
 
     pattern: re.Pattern[str]
     reinclude: bool
+    literal_prefix: str
+
+    def may_match_below(self, directory: str) -> bool:
+        """Whether anything under `directory` could match (used to skip walking ignored trees)."""
+        below = directory + "/"
+        return below.startswith(self.literal_prefix) or self.literal_prefix.startswith(below)
 
 
 def _translate(pattern: str) -> str:
@@ -80,7 +89,8 @@ def parse_dockerignore(text: str) -> tuple[IgnoreRule, ...]:
         cleaned = os.path.normpath(line).lstrip("/") if line else line
         if cleaned in ("", "."):
             continue
-        rules.append(IgnoreRule(re.compile(_translate(cleaned), re.DOTALL), reinclude))
+        literal = cleaned[:_WILDCARDS.search(cleaned).start()] if _WILDCARDS.search(cleaned) else cleaned
+        rules.append(IgnoreRule(re.compile(_translate(cleaned), re.DOTALL), reinclude, literal))
     return tuple(rules)
 
 
@@ -97,8 +107,12 @@ def is_ignored(relpath: str, rules: tuple[IgnoreRule, ...]) -> bool:
 
 def context_files(root: Path, rules: tuple[IgnoreRule, ...]) -> Iterator[str]:
     """Relative paths of every file or symlink the builder receives, in sorted order."""
-    # Without any `!` line nothing below an ignored directory can come back, so skip walking it.
-    can_prune = not any(rule.reinclude for rule in rules)
+    reincludes = [rule for rule in rules if rule.reinclude]
+
+    def prunable(directory: str) -> bool:
+        # An ignored directory is skipped unless some `!` line could bring back something below it.
+        return is_ignored(directory, rules) and not any(rule.may_match_below(directory) for rule in reincludes)
+
     for current, dirs, files in os.walk(root):
         rel_dir = os.path.relpath(current, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
@@ -107,7 +121,7 @@ def context_files(root: Path, rules: tuple[IgnoreRule, ...]) -> Iterator[str]:
             path = root / (rel_dir + name)
             if path.is_symlink():
                 files.append(name)
-            elif not (can_prune and is_ignored(rel_dir + name, rules)):
+            elif not prunable(rel_dir + name):
                 kept_dirs.append(name)
         dirs[:] = kept_dirs
         for name in sorted(files):

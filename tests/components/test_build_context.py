@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -116,3 +117,22 @@ class TestReproducibility:
         before = context_digest(tmp_path, dockerfile, ARGS)
         dockerfile.write_text("FROM scratch\nUSER 1\n")
         assert context_digest(tmp_path, dockerfile, ARGS) != before
+
+
+class TestWalk:
+    def test_ignored_trees_no_reinclude_can_reach_are_not_walked(self, tmp_path: Path, monkeypatch) -> None:
+        for directory in ("app", ".venv/lib", "docs"):
+            (tmp_path / directory).mkdir(parents=True)
+            (tmp_path / directory / "f.py").write_text("x")
+        walked: list[str] = []
+        real_walk = os.walk
+
+        def recording_walk(top, *args, **kwargs):
+            for current, dirs, files in real_walk(top, *args, **kwargs):
+                walked.append(os.path.relpath(current, tmp_path))
+                yield current, dirs, files
+
+        monkeypatch.setattr("components.build_context.os.walk", recording_walk)
+        rules = parse_dockerignore("*\n!app/\n!docs/keep.md")
+        assert list(context_files(tmp_path, rules)) == ["app/f.py"]
+        assert ".venv" not in walked and "docs" in walked, "only trees a `!` line could reach are walked"
