@@ -182,12 +182,14 @@ def _confcom_flags(cfg: pulumi.Config) -> tuple[str, ...]:
 def _baseline_secrets(cfg: pulumi.Config) -> dict[str, pulumi.Output[str]]:
     secrets = {}
     for key, vault_name in BASELINE_SECRET_KEYS.items():
-        if cfg.get(key) is None:
+        # `get_secret`, not `get`: the value is only ever handled as a secret Output here.
+        value = cfg.get_secret(key)
+        if value is None:
             _reject(key, f"is required: the app refuses to start without it (pulumi config set --secret {key})")
         if not is_config_secret(f"{PROJECT}:{key}"):
             # Fail closed: a plaintext value sits in Pulumi.<stack>.yaml and in every CI log.
             _reject(key, f"must be a secret (pulumi config set --secret {key})")
-        secrets[vault_name] = cfg.require_secret(key)
+        secrets[vault_name] = value
     return secrets
 
 
