@@ -11,7 +11,8 @@ audience that Entra really puts into `aud`:
 - the audience is that identifier URI, shared by every replica (one pinned value, one CCE policy,
   one key; docs/decisions.md) and on a domain the tenant has verified (its initial domain by default).
 Only principals with an app role assignment get a token at all (`app_role_assignment_required`);
-the delegated scopes travel in `scp`, the claim the server reads. The Azure CLI is pre-authorized
+delegated tokens carry the scopes they asked for in `scp`, app-only tokens their roles in `roles`,
+and the server reads `roles` only when a token has no scopes. The Azure CLI is pre-authorized
 for the scopes so an operator's agent gets a token with `az account get-access-token`.
 """
 
