@@ -78,6 +78,16 @@ class ProgramRun:
         return found[0]
 
 
+def app_container(group: Recorded) -> dict[str, Any]:
+    """The MCP server container of a recorded ContainerGroup, as its inputs have it."""
+    return next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+
+
+def app_env(group: Recorded) -> dict[str, str]:
+    """That container's env, name -> value."""
+    return {e["name"]: e["value"] for e in app_container(group)["environmentVariables"]}
+
+
 def rego_policy_for(template_json: str, flags: str = "") -> str:
     """What confcom would print for this template and flags: a base64 rego policy describing its containers."""
     template = json.loads(template_json)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.identity import BLOB_CONTRIBUTOR_ROLE
-from tests.components.harness import ProgramRun
+from tests.components.harness import ProgramRun, app_env
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 
@@ -28,8 +28,7 @@ class TestAuditStorage:
     def test_app_env_names_the_blob_sink(self, stack_run: ProgramRun) -> None:
         account = stack_run.one("azure-native:storage:StorageAccount").inputs["accountName"]
         for group in stack_run.of_type(GROUP):
-            app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
-            env = {e["name"]: e["value"] for e in app["environmentVariables"]}
+            env = app_env(group)
             assert env["MCP_AUDIT_SINK"] == "blob"
             assert env["MCP_AUDIT_BLOB_ACCOUNT_URL"] == f"https://{account}.blob.core.windows.net"
             assert env["MCP_AUDIT_BLOB_CONTAINER"] == stack_run.stack_outputs["audit_blob_container"] == "audit"

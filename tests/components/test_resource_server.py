@@ -6,15 +6,10 @@ import pytest
 
 from app.auth.settings import AuthSettings
 from components.resource_server import AZURE_CLI_CLIENT_ID, SCOPES
-from tests.components.harness import INITIAL_DOMAIN, TENANT, ProgramRun, run_program
+from tests.components.harness import INITIAL_DOMAIN, TENANT, ProgramRun, app_env, run_program
 
 APP = "azuread:index/application:Application"
 GROUP = "azure-native:containerinstance:ContainerGroup"
-
-
-def _app_env(group) -> dict[str, str]:
-    app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
-    return {e["name"]: e["value"] for e in app["environmentVariables"]}
 
 
 def _stack_name(run: ProgramRun) -> str:
@@ -61,14 +56,14 @@ class TestAuthEnv:
     def test_every_replica_pins_the_same_issuer_jwks_and_audience(self, stack_run: ProgramRun) -> None:
         outputs = stack_run.stack_outputs
         for group in stack_run.of_type(GROUP):
-            env = _app_env(group)
+            env = app_env(group)
             assert env["MCP_AUTH_ISSUER"] == outputs["auth_issuer"] == f"https://sts.windows.net/{TENANT}/"
             assert env["MCP_AUTH_JWKS_URL"] == f"https://login.microsoftonline.com/{TENANT}/discovery/keys"
             assert env["MCP_AUTH_AUDIENCE"] == outputs["auth_audience"]
 
     def test_the_app_accepts_the_auth_env_it_is_given(self, stack_run: ProgramRun) -> None:
         # The group can start: the server's own settings loader takes exactly this env.
-        env = _app_env(stack_run.of_type(GROUP)[0])
+        env = app_env(stack_run.of_type(GROUP)[0])
         settings = AuthSettings.from_env(env)
         assert settings is not None and settings.audience == stack_run.stack_outputs["auth_audience"]
 
@@ -77,7 +72,7 @@ class TestAuthEnv:
         assert run.stack_outputs["auth_audience"] == "https://mcp.contoso.com/mcp"
         assert run.stack_outputs["auth_token_scopes"] == ["https://mcp.contoso.com/mcp/mcp:read",
                                                           "https://mcp.contoso.com/mcp/mcp:write"]
-        assert all(_app_env(g)["MCP_AUTH_AUDIENCE"] == "https://mcp.contoso.com/mcp" for g in run.of_type(GROUP))
+        assert all(app_env(g)["MCP_AUTH_AUDIENCE"] == "https://mcp.contoso.com/mcp" for g in run.of_type(GROUP))
 
     @pytest.mark.parametrize("stack", ["dev", "prod"])
     def test_replicas_share_one_policy_because_they_share_the_audience(self, stack: str, dev_run: ProgramRun,

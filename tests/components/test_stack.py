@@ -13,7 +13,7 @@ from components.containers import APP_PORT, OPTIONAL_PINNED_ENV, SKR_PORT
 from components.identity import ACR_PULL_ROLE, BLOB_CONTRIBUTOR_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
 from components.key_release import key_name_for
 from policy.release_policy import ACI_COMPLIANCE_STATUS
-from tests.components.harness import ProgramRun
+from tests.components.harness import ProgramRun, app_container
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 EXPECTED_PARENTS = {
@@ -178,7 +178,7 @@ class TestConfidentialServer:
         uami = stack_run.one("azure-native:managedidentity:UserAssignedIdentity")
         vault_host = stack_run.stack_outputs["vault_url"].removeprefix("https://").rstrip("/")
         for group in stack_run.of_type(GROUP):
-            app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+            app = app_container(group)
             env = {e["name"]: e for e in app["environmentVariables"]}
             assert all(set(e) == {"name", "value"} for e in env.values()), "no secureValue anywhere"
             assert env["MCP_TEE_MODE"]["value"] == "tee"
@@ -190,7 +190,7 @@ class TestConfidentialServer:
 
     def test_the_app_gets_exactly_the_variables_it_refuses_to_start_without(self, stack_run: ProgramRun) -> None:
         for group in stack_run.of_type(GROUP):
-            app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+            app = app_container(group)
             names = {e["name"] for e in app["environmentVariables"]}
             assert names - OPTIONAL_PINNED_ENV == TEE_PINNED_ENV, "the app's check and the deployment disagree"
             # The check is asked for in argv, which the policy enforces exactly and the host cannot drop.
@@ -205,7 +205,7 @@ class TestConfidentialServer:
 
     def test_restart_policy_and_resources_come_from_config(self, dev_run: ProgramRun, prod_run: ProgramRun) -> None:
         assert dev_run.one(GROUP).inputs["restartPolicy"] == "OnFailure"
-        prod_app = next(c for c in prod_run.of_type(GROUP)[0].inputs["containers"] if c["name"] == "mcp-server")
+        prod_app = app_container(prod_run.of_type(GROUP)[0])
         assert prod_app["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 4.0}
 
 

@@ -14,9 +14,7 @@ Issue 12's items 1 and 7 and the dropped-env refusal fail here if they regress.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,8 +27,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.devstack.postgres import free_port
-from app.emulator.server import RunningEmulator, start_emulator
-from tests.components.harness import TEST_SECRETS, ProgramRun, run_program
+from app.emulator.server import start_emulator
+from tests.components.harness import TEST_SECRETS, ProgramRun, app_container, app_env, run_program
 from tests.support.canaries import ALL_CANARIES
 
 VENV_BIN = Path(sys.executable).parent
@@ -63,16 +61,8 @@ class EntraStandIn:
         self._server.close()
 
 
-def _app(group) -> dict:
-    return next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
-
-
-def _deployed_env(group) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _app(group)["environmentVariables"]}
-
-
 def _command(group, port: int) -> list[str]:
-    command = list(_app(group)["command"])
+    command = list(app_container(group)["command"])
     at = command.index("--port")
     command[at + 1] = str(port)
     return command
@@ -112,7 +102,7 @@ def booted(stack: ProgramRun, entra: EntraStandIn, tmp_path_factory: pytest.Temp
     """The stack's first group, started from the venv against the emulator; yields (run, url, emulator)."""
     tmp_path = tmp_path_factory.mktemp("boot")
     group = stack.of_type(GROUP)[0]
-    deployed = _deployed_env(group)
+    deployed = app_env(group)
     policy = group.inputs["confidentialComputeProperties"]["ccePolicy"]
     with start_emulator(policy, key_name=deployed["SKR_KEY_NAME"],
                         identity_client_id=deployed["IDENTITY_CLIENT_ID"]) as emulator:
@@ -167,7 +157,7 @@ class TestDroppedEnvStopsTheDeployedCommand:
         # Each variable in turn is dropped in tests/test_config.py; here the real command, once per stack.
         dropped = "MCP_AUDIT_SINK"
         group = stack.of_type(GROUP)[0]
-        env = {k: v for k, v in _deployed_env(group).items() if k != dropped}
+        env = {k: v for k, v in app_env(group).items() if k != dropped}
         result = subprocess.run(_command(group, free_port()), env={**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin",
                                                                    "HOME": str(tmp_path)},
                                 capture_output=True, text=True, timeout=60)
