@@ -1,7 +1,8 @@
 """Stack boots: each committed stack's app container, run exactly as its ContainerGroup says, reaches ready
 and serves `mcp-tee agent --stack-outputs` with that stack's outputs.
 
-The command and env come from the ContainerGroup under mocks. What changes, and only that:
+The command and env come from the ContainerGroup under mocks. The server answers over HTTPS only
+(the attested channel), and the agent pins the TLS key the attestation binds before its token leaves. What changes, and only that:
 - endpoints: the TEE ones (SKR sidecar, MAA, vault) point at the emulator, and the token issuer's
   (MCP_AUTH_ISSUER, MCP_AUTH_JWKS_URL) at a loopback stand-in for Entra, since TEE mode differs
   from Azure only in endpoints; the audience stays the stack's own;
@@ -68,21 +69,19 @@ def _command(group, port: int) -> list[str]:
     return command
 
 
-def _ready(port: int, process: subprocess.Popen) -> str:
-    """The scheme the server answers /healthz on: https (the attested channel) or what it serves today."""
+def _ready(port: int, process: subprocess.Popen) -> None:
+    """Wait for /healthz over HTTPS: in TEE mode the server serves the attested channel only."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the deployed command exited with {process.returncode}")
-        for scheme in ("https", "http"):
-            try:
-                # The channel's certificate is self-signed by design: the agent pins it through attestation.
-                if httpx.get(f"{scheme}://127.0.0.1:{port}/healthz", verify=False, timeout=0.5).status_code == 200:
-                    return scheme
-            except httpx.HTTPError:
-                continue
-        time.sleep(0.1)
-    raise AssertionError("the deployed command did not become ready")
+        try:
+            # The certificate is self-signed by design: the agent pins its key through attestation.
+            if httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("the deployed command did not become ready over https")
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +116,8 @@ def booted(stack: ProgramRun, entra: EntraStandIn, tmp_path_factory: pytest.Temp
         process = subprocess.Popen(_command(group, port), env=env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=tmp_path)
         try:
-            scheme = _ready(port, process)
-            yield stack, f"{scheme}://127.0.0.1:{port}/mcp", emulator
+            _ready(port, process)
+            yield stack, f"https://127.0.0.1:{port}/mcp", emulator
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -142,7 +141,13 @@ class TestStackBoots:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         report = json.loads(result.stdout)
         assert report["verified"] is True
-        assert emulator.hostdata == run.stack_outputs["expected_hostdata"]
+        assert report["hostdata"] == emulator.hostdata == run.stack_outputs["expected_hostdata"]
+        assert report["tls_spki_sha256"], "the agent pinned the attested TLS key before sending the token"
+
+    def test_plain_http_is_off_in_the_deployed_group(self, booted) -> None:
+        _, url, _ = booted
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url.replace("https://", "http://").replace("/mcp", "/healthz"), timeout=5)
 
     def test_a_token_for_another_audience_is_refused(self, booted, entra: EntraStandIn) -> None:
         _, url, _ = booted
