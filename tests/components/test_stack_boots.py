@@ -158,10 +158,10 @@ class TestStackBoots:
 
 
 class TestDroppedEnvStopsTheDeployedCommand:
-    def test_the_deployed_command_refuses_to_start(self, stack: ProgramRun, tmp_path: Path) -> None:
-        # Each variable in turn is dropped in tests/test_config.py; here the real command, once per stack.
+    def test_the_deployed_command_refuses_to_start(self, prod_run: ProgramRun, tmp_path: Path) -> None:
+        # Each variable in turn is dropped in tests/test_config.py; here the real deployed command, once.
         dropped = "MCP_AUDIT_SINK"
-        group = stack.of_type(GROUP)[0]
+        group = prod_run.of_type(GROUP)[0]
         env = {k: v for k, v in app_env(group).items() if k != dropped}
         result = subprocess.run(_command(group, free_port()), env={**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin",
                                                                    "HOME": str(tmp_path)},
