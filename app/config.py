@@ -16,6 +16,21 @@ DEFAULT_LOCAL_SCOPES = "mcp:read,mcp:write"
 TEE_MODE = "tee"
 ENV_MODE = "env"
 _MODES = frozenset({ENV_MODE, TEE_MODE})
+# Every variable a TEE deployment pins into the measured template (components/containers.py; a test
+# keeps the two in step). confcom lets the host start the container without any of them
+# (`required: false`, `allow_environment_variable_dropping`), and several have a harmless-looking
+# default here (auth off, audit to stdout), so a deployed server refuses to start when one is
+# missing. The deployed command asks for the check (`--require-pinned-env`): argv, unlike env, is
+# enforced exactly by the policy and cannot be dropped.
+TEE_PINNED_ENV = frozenset({
+    "MCP_TEE_MODE",
+    # attestation and key release
+    "SKR_ENDPOINT", "MAA_ENDPOINT", "AKV_ENDPOINT", "SKR_KEY_NAME", "IDENTITY_CLIENT_ID",
+    # inbound auth
+    "MCP_AUTH_ISSUER", "MCP_AUTH_JWKS_URL", "MCP_AUTH_AUDIENCE",
+    # the audit stream off the box
+    "MCP_AUDIT_SINK", "MCP_AUDIT_BLOB_ACCOUNT_URL", "MCP_AUDIT_BLOB_CONTAINER",
+})
 
 
 class ConfigError(ValueError):
@@ -70,12 +85,18 @@ def load_settings(
     transport: str | None = None,
     tee: bool | None = None,
     require_secrets: bool | None = None,
+    require_pinned_env: bool = False,
 ) -> Settings:
-    """Build validated settings from `env` (default: os.environ) and explicit CLI overrides."""
+    """Build validated settings from `env` (default: os.environ) and explicit CLI overrides.
+
+    `require_pinned_env` (a deployed group) refuses to start unless every `TEE_PINNED_ENV` variable is set.
+    """
     env = os.environ if env is None else env
     mode = TEE_MODE if tee else (env.get("MCP_TEE_MODE") or ENV_MODE).lower()
     if mode not in _MODES:
         raise ConfigError(f"MCP_TEE_MODE must be one of {sorted(_MODES)}, got {mode!r}")
+    if require_pinned_env:
+        refuse_dropped_env(env, mode)
     github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
     try:
         # The token rides on every request: plain http only to this machine (stand-ins, tests).
@@ -108,6 +129,16 @@ def load_settings(
         raise ConfigError("--transport stdio is local and single-user and carries no bearer token: unset "
                           "MCP_AUTH_ISSUER; calls then run as the local principal with MCP_LOCAL_SCOPES")
     return settings
+
+
+def refuse_dropped_env(env: Mapping[str, str], mode: str) -> None:
+    """Fail closed when a deployed group lacks a variable its policy pinned: the host dropped it."""
+    if mode != TEE_MODE:
+        raise ConfigError("--require-pinned-env is for TEE deployments: add --tee")
+    missing = sorted(name for name in TEE_PINNED_ENV if not env.get(name))
+    if missing:
+        raise ConfigError(f"refusing to start: the deployment pins {', '.join(missing)} but the environment lacks "
+                          "it (the host may drop pinned variables)")
 
 
 def _auth_settings(env: Mapping[str, str]) -> AuthSettings | None:

@@ -78,7 +78,11 @@ def parse_oauth_jwks(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
-    raw = claims.get("scope", claims.get("scp", ""))
+    raw = claims.get("scope", claims.get("scp"))
+    if raw is None:
+        # An app-only token (client credentials) has no delegated scopes; Entra puts the API's app
+        # roles in `roles` instead. A token that has scopes is never widened by its subject's roles.
+        raw = claims.get("roles", "")
     items = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else []
     return frozenset(item for item in items if isinstance(item, str))
 

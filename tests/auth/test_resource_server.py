@@ -109,6 +109,10 @@ class TestValidTokens:
     def test_allowed_algorithms_pass(self, harness, key, kid, alg):
         assert _post(harness, harness.mint(key, kid, alg)).status_code == 200
 
+    def test_app_only_token_takes_its_scopes_from_app_roles(self, harness):
+        # Issue 12: a client-credentials token from Entra carries `roles`, no `scp`.
+        assert _post(harness, harness.mint(scope=None, roles=["mcp:read"])).status_code == 200
+
     def test_expiry_within_leeway_passes(self, harness):
         assert _post(harness, harness.mint(exp=int(time.time()) - 10)).status_code == 200
 
@@ -178,6 +182,11 @@ class TestRefusedTokens:
 
     def test_token_without_any_server_scope_gets_403(self, harness):
         _assert_refused(_post(harness, harness.mint(scope="profile email")), 403, "insufficient_scope")
+
+    def test_roles_never_widen_a_token_that_has_scopes(self, harness):
+        # Issue 12: Entra puts app roles in `roles`; a delegated token keeps only what it asked for.
+        _assert_refused(_post(harness, harness.mint(scope=None, scp="profile", roles=["mcp:write"])), 403,
+                        "insufficient_scope")
 
     def test_token_in_query_string_is_refused_even_with_a_good_header(self, harness):
         token = harness.mint()
