@@ -234,7 +234,7 @@ class BearerAuthApp:
         headers = [(name, value) for name, value in scope.get("headers", []) if name.lower() != b"authorization"]
         credentials = [value for name, value in scope.get("headers", []) if name.lower() == b"authorization"]
         if len(credentials) != 1 or not credentials[0][:7].lower() == b"bearer ":
-            return self._deny(scope, 401, None, "bearer token required")
+            return self._deny(scope, 401, None, "missing token: send it in the Authorization header")
         try:
             principal = await self._verifier.verify(credentials[0][7:].decode("latin-1").strip())
         except AuthError as refused:
