@@ -74,6 +74,14 @@ class CapabilityLedger:
                 reject("no capability you minted has that revocation id (or it has expired)")
             entry.revoked = True
 
+    def is_revoked(self, revocation_ids: Iterable[str]) -> bool:
+        """True when any block of the chain (and so the token) has been revoked."""
+        with self._lock:
+            return self._any_revoked(revocation_ids)
+
+    def _any_revoked(self, revocation_ids: Iterable[str]) -> bool:
+        return any(getattr(self._entries.get(rid), "revoked", False) for rid in revocation_ids)
+
     def admit_call(self, revocation_ids: Iterable[str], expires_at: datetime, now: datetime,
                    authorize: Callable[[dict[int, int]], None]) -> None:
         """Refuse revoked chains; else run ``authorize`` with this call's per-block counts and commit them.
@@ -83,9 +91,9 @@ class CapabilityLedger:
         """
         ids = list(revocation_ids)
         with self._lock:
-            entries = [self._entries.get(rid) for rid in ids]
-            if any(entry is not None and entry.revoked for entry in entries):
+            if self._any_revoked(ids):
                 reject("the capability token, or one it was cut from, has been revoked")
+            entries = [self._entries.get(rid) for rid in ids]
             counts = {index: (entry.calls if entry else 0) + 1 for index, entry in enumerate(entries)}
             authorize(counts)
             self._room(sum(entry is None for entry in entries), now)
