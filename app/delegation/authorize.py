@@ -20,7 +20,7 @@ from biscuit_auth import AuthorizationError
 
 from app.delegation.errors import reject
 from app.delegation.ledger import CapabilityLedger
-from app.delegation.token import VerifiedCapability, authorizer_builder
+from app.delegation.token import REQUEST_FACTS, VerifiedCapability, authorizer_builder
 
 ALLOW_POLICY = "allow if tool($t), right($t);"
 _FAILED_BLOCK = re.compile(r"in block n°(\d+)")
@@ -65,16 +65,10 @@ class CapabilityGate:
         now = self._clock()
 
         def authorize(counts: dict[int, int]) -> None:
-            builder = authorizer_builder("time({now}); tool({tool}); " + ALLOW_POLICY,
-                                         {"now": now, "tool": facts.tool})
-            for table in sorted(facts.tables):
-                builder.add_code("table({name});", {"name": table})
-            if facts.max_rows is not None:
-                builder.add_code("max_rows({n});", {"n": facts.max_rows})
-            if facts.channel is not None:
-                builder.add_code("channel({c});", {"c": facts.channel})
-            for index, count in counts.items():
-                builder.add_code("call_count({index}, {n});", {"index": index, "n": count})
+            builder = authorizer_builder(ALLOW_POLICY)
+            for name, terms in _stated_facts(facts, now, counts):
+                parameters = {f"p{index}": term for index, term in enumerate(terms)}
+                builder.add_code(f"{name}({', '.join('{' + key + '}' for key in parameters)});", parameters)
             try:
                 builder.build(capability.token).authorize()
             except AuthorizationError as exc:
@@ -83,6 +77,18 @@ class CapabilityGate:
                 reject("the capability could not be evaluated for this call")
 
         self.ledger.admit_call(capability.revocation_ids, capability.expires_at, now, authorize)
+
+
+def _stated_facts(facts: CallFacts, now: datetime, counts: dict[int, int]) -> list[tuple[str, tuple]]:
+    """Every fact the server states for this call, each from the ``REQUEST_FACTS`` vocabulary."""
+    stated = [("time", (now,)), ("tool", (facts.tool,))]
+    stated += [("table", (table,)) for table in sorted(facts.tables)]
+    stated += [("max_rows", (facts.max_rows,))] if facts.max_rows is not None else []
+    stated += [("channel", (facts.channel,))] if facts.channel is not None else []
+    stated += [("call_count", (index, count)) for index, count in counts.items()]
+    if not {name for name, _ in stated} <= REQUEST_FACTS:
+        reject("the server tried to state a fact outside its vocabulary")  # Fail closed: a bug here is a refusal.
+    return stated
 
 
 def _refuse(detail: str, tool: str) -> None:

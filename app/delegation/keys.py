@@ -12,14 +12,15 @@ never logged.
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from biscuit_auth import Algorithm, KeyPair, PrivateKey, PublicKey
 
-SEED_BYTES = 32
+from app.wire.capability_token import ED25519_KEY_BYTES, public_key_b64
+
+SEED_BYTES = ED25519_KEY_BYTES
 DEV_ROOT_KEY_FILE = "capability-root.key"
 # Where the key came from; only the first is attested.
 SOURCE_TEE = "tee-derived"
@@ -85,19 +86,3 @@ class CapabilityRoot:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(os.urandom(SEED_BYTES))
         return cls.from_seed(path.read_bytes(), SOURCE_DEV_STATE)
-
-
-def public_key_b64(key: PublicKey) -> str:
-    """Standard base64 of a raw Ed25519 public key."""
-    return base64.b64encode(bytes(key.to_bytes())).decode("ascii")
-
-
-def public_key_from_b64(text: str) -> PublicKey:
-    """Parse ``capability_pub``; raises ``ValueError`` when it is not a 32-byte Ed25519 key."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (ValueError, TypeError):
-        raise ValueError("capability_pub is not base64") from None
-    if len(raw) != SEED_BYTES:
-        raise ValueError("capability_pub is not a 32-byte Ed25519 public key")
-    return PublicKey.from_bytes(raw, Algorithm.Ed25519)

@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from biscuit_auth import AuthorizerBuilder, Biscuit, BiscuitBuilder, Rule
+from biscuit_auth import AuthorizerBuilder, Biscuit, BiscuitBuilder, PublicKey, Rule
 
 from app.delegation.errors import reject
 from app.delegation.keys import CapabilityRoot
+from app.wire.capability_token import verified_chain, with_marker
 
-# How a capability is told apart from a JWT in `Authorization: Bearer ...`: `~` never occurs in a
-# JWT (base64url and dots) nor in Biscuit's own base64url text, so the split is unambiguous.
-TOKEN_MARKER = "biscuit~"
-MAX_TOKEN_CHARS = 16_384
-MAX_BLOCKS = 16
 # Datalog evaluation limits for every authorizer this server runs.
 MAX_FACTS = 1000
 MAX_ITERATIONS = 100
@@ -39,10 +35,9 @@ AUTHORITY_FACTS = frozenset({"principal", "scope", "right", "expires"})
 REQUEST_FACTS = frozenset({"time", "tool", "table", "max_rows", "channel", "call_count"})
 # The one fact an attenuation block may state for itself: a label the audit records.
 CONTEXT_FACT = "context"
-CONTEXT_PATTERN = re.compile(r"[A-Za-z0-9 :._@/+-]{1,80}")
 _CONTEXT_LINE = re.compile(r'^context\("([A-Za-z0-9 :._@/+-]{1,80})"\);$')
 
-_AUTHORITY_QUERIES = {name: Rule(f"q($v) <- {name}($v)") for name in ("principal", "scope", "right", "expires")}
+_AUTHORITY_QUERIES = {name: Rule(f"q($v) <- {name}($v)") for name in sorted(AUTHORITY_FACTS)}
 
 
 @dataclass(frozen=True)
@@ -71,18 +66,6 @@ class VerifiedCapability:
     def chain(self) -> list[dict[str, object]]:
         """The delegation chain for the audit: each block's revocation id and context label."""
         return [{"revocation_id": rid, "context": label} for rid, label in zip(self.revocation_ids, (None, *self.contexts))]
-
-
-def strip_marker(text: str) -> str:
-    """The Biscuit base64 inside ``biscuit~...``; raises `CapabilityRefused` without the marker."""
-    text = text.strip()
-    if not text.startswith(TOKEN_MARKER):
-        reject(f"a capability token starts with {TOKEN_MARKER!r}")
-    return text[len(TOKEN_MARKER):]
-
-
-def with_marker(token: Biscuit) -> str:
-    return TOKEN_MARKER + token.to_base64()
 
 
 def mint(root: CapabilityRoot, *, subject: str, scopes: Iterable[str], rights: Iterable[str],
@@ -114,22 +97,17 @@ def authorizer_builder(source: str = "", parameters: dict | None = None) -> Auth
     return builder
 
 
-def verify_presented(text: str, root_public_key: object) -> VerifiedCapability:
+def verify_presented(text: str, root_public_key: PublicKey) -> VerifiedCapability:
     """Verify a presented ``biscuit~...`` token against the root public key and read its authority.
 
     Raises:
         CapabilityRefused: Missing marker, oversized, malformed, wrong key, tampered, too many blocks
             or an authority block without the facts a minted token always has.
     """
-    encoded = strip_marker(text)
-    if len(encoded) > MAX_TOKEN_CHARS:
-        reject(f"the capability token is longer than {MAX_TOKEN_CHARS} characters")
     try:
-        token = Biscuit.from_base64(encoded, root_public_key)
-    except Exception:  # Fail closed: any parse or signature failure is the same refusal.
-        reject("the capability token is malformed or not signed by this server's capability root")
-    if token.block_count() > MAX_BLOCKS:
-        reject(f"the capability token has more than {MAX_BLOCKS} blocks")
+        token = verified_chain(text, root_public_key)
+    except ValueError as exc:
+        reject(str(exc))
     try:
         authorizer = authorizer_builder().build(token)
         values = {name: [fact.terms[0] for fact in authorizer.query(rule)] for name, rule in _AUTHORITY_QUERIES.items()}

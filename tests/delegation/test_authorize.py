@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from biscuit_auth import Biscuit, BlockBuilder
 
-from app.delegation.attenuate import Attenuation, attenuate
 from app.delegation.authorize import CallFacts, CapabilityGate
 from app.delegation.errors import CapabilityRefused
 from app.delegation.keys import CapabilityRoot
 from app.delegation.ledger import CapabilityLedger
-from app.delegation.token import TOKEN_MARKER, mint, verify_presented
+from app.delegation.token import mint, verify_presented
+from app.wire.capability_token import TOKEN_MARKER, Attenuation, attenuate
 from app.tools.sql_relations import relations_read
 from tests.delegation.helpers import Clock, minted
 

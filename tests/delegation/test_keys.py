@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from app.delegation.keys import (DEV_ROOT_KEY_FILE, SOURCE_DEV_STATE, SOURCE_PER_PROCESS, SOURCE_TEE,
-                                 CapabilityRoot, public_key_from_b64)
+from app.delegation.keys import DEV_ROOT_KEY_FILE, SOURCE_DEV_STATE, SOURCE_PER_PROCESS, SOURCE_TEE, CapabilityRoot
+from app.wire.capability_token import public_key_from_b64
 
 
 class TestCapabilityRoot:

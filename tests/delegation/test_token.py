@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from biscuit_auth import Biscuit, BiscuitBuilder, BlockBuilder, KeyPair
 
-from app.delegation.attenuate import Attenuation, attenuate
 from app.delegation.errors import CapabilityRefused
 from app.delegation.keys import CapabilityRoot
-from app.delegation.token import MAX_BLOCKS, MAX_TOKEN_CHARS, TOKEN_MARKER, verify_presented
+from app.delegation.token import verify_presented
+from app.wire.capability_token import MAX_BLOCKS, MAX_TOKEN_CHARS, TOKEN_MARKER, Attenuation, attenuate
 from tests.delegation.helpers import ALL_RIGHTS, NOW, minted
 
 
@@ -40,7 +40,7 @@ class TestVerifiedAuthority:
 
 class TestRefusedTokens:
     def test_token_minted_by_another_key(self, root) -> None:
-        with pytest.raises(CapabilityRefused, match="not signed by this server"):
+        with pytest.raises(CapabilityRefused, match="not signed by the capability root"):
             verify_presented(minted(CapabilityRoot.per_process()), root.public_key)
 
     def test_truncated_token(self, root) -> None:

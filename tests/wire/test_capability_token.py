@@ -1,13 +1,12 @@
-"""Offline attenuation: validated inputs, parameters never spliced into Datalog, only verified tokens narrowed."""
+"""The capability wire format: offline attenuation with validated inputs, parameters never spliced into Datalog."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.delegation.attenuate import Attenuation, attenuate
-from app.delegation.errors import CapabilityRefused
 from app.delegation.keys import CapabilityRoot
-from app.delegation.token import MAX_BLOCKS, verify_presented
+from app.delegation.token import verify_presented
+from app.wire.capability_token import MAX_BLOCKS, Attenuation, attenuate, is_capability
 from tests.delegation.helpers import minted
 
 
@@ -24,14 +23,14 @@ class TestAttenuate:
             assert verify_presented(token, root.public_key).token.block_count() == expected
 
     def test_refuses_a_token_that_does_not_verify(self, root) -> None:
-        with pytest.raises(CapabilityRefused, match="not signed by the given capability root"):
+        with pytest.raises(ValueError, match="not signed by the capability root"):
             attenuate(minted(CapabilityRoot.per_process()), Attenuation(max_rows=1), root.public_key)
 
     def test_refuses_past_the_block_limit(self, root) -> None:
         token = minted(root)
         for _ in range(MAX_BLOCKS - 1):
             token = attenuate(token, Attenuation(max_rows=1), root.public_key)
-        with pytest.raises(CapabilityRefused, match="already has"):
+        with pytest.raises(ValueError, match="already has"):
             attenuate(token, Attenuation(max_rows=1), root.public_key)
 
     def test_names_are_parameters_not_source(self, root) -> None:
@@ -55,5 +54,13 @@ class TestAttenuationValidation:
         {"tools": frozenset(f"t{i}" for i in range(65))},
     ])
     def test_bad_input_refused(self, kwargs) -> None:
-        with pytest.raises(CapabilityRefused):
+        with pytest.raises(ValueError):
             Attenuation(**kwargs)
+
+
+class TestMarker:
+    def test_capability_and_jwt_are_told_apart(self) -> None:
+        root = CapabilityRoot.per_process()
+        jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+        assert is_capability(minted(root)) and not is_capability(jwt_like)
+        assert "~" not in jwt_like and "~" not in minted(root).removeprefix("biscuit~")
