@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from app.tools.sql_guard import SqlRejected
@@ -76,3 +77,21 @@ class TestRefusedSqlHasNoRelations:
     def test_guard_refusal_propagates(self, sql: str) -> None:
         with pytest.raises(SqlRejected):
             relations_read(sql)
+
+
+class TestScopingMatchesPostgres:
+    """The CTE scoping rules above, confirmed by the real server: a missing table errors, a CTE does not."""
+
+    @pytest.mark.parametrize("sql, resolves_to_table", [
+        ("WITH a AS (SELECT * FROM later_name), later_name AS (SELECT 1 AS x) SELECT * FROM a", True),
+        ("WITH RECURSIVE a AS (SELECT * FROM later_name), later_name AS (SELECT 1 AS x) SELECT * FROM a", False),
+        ("SELECT * FROM (WITH later_name AS (SELECT 1 AS x) SELECT * FROM later_name) s, later_name", True),
+    ])
+    def test_postgres_agrees(self, postgres, sql: str, resolves_to_table: bool) -> None:
+        assert ("later_name" in relations_read(sql)) is resolves_to_table
+        with psycopg.connect(postgres.reader_dsn) as connection:
+            if resolves_to_table:
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    connection.execute(sql)
+            else:
+                connection.execute(sql)
