@@ -57,6 +57,7 @@ class Settings:
     attestation_per_source_per_minute: float = 30.0
     # Scopes of the local principal, who is every caller when auth is off (loopback, or stdio).
     local_scopes: frozenset[str] = frozenset(DEFAULT_LOCAL_SCOPES.split(","))
+    capability_root_dir: str | None = None  # dev only: keep the capability root across restarts (NOT A TEE)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -119,7 +120,12 @@ def load_settings(
         attestation_per_source_per_minute=_float(env, "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE", 30.0),
         local_scopes=frozenset(scope.strip() for scope in (env.get("MCP_LOCAL_SCOPES") or DEFAULT_LOCAL_SCOPES)
                                .split(",") if scope.strip()),
+        capability_root_dir=env.get("MCP_CAPABILITY_ROOT_DIR") or None,
     )
+    if settings.tee_mode and settings.capability_root_dir:
+        # Fail closed: in a TEE the capability root comes only from the attested key release.
+        raise ConfigError("MCP_CAPABILITY_ROOT_DIR is for development; in TEE mode the capability root is derived "
+                          "from the released key")
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")
     if settings.transport == "stdio" and settings.audit_log == "-":

@@ -7,7 +7,9 @@ and HS/RS key confusion are impossible), require `iss`, `aud` (this server's can
 once per interval, so junk tokens cannot turn us into a JWKS-fetching amplifier. Tokens are taken
 only from the Authorization header: a query-string token is refused (it leaks into logs and
 history). The header is stripped before the MCP app sees the request, so no tool or upstream
-client can forward the caller's token.
+client can forward the caller's token. A bearer starting with ``biscuit~`` is a delegated
+capability, never a JWT; it is accepted only when a capability verifier is configured, verified
+on every request (a revocation takes effect at once), and yields a principal carrying its chain.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.principal import Principal, attach_principal
 from app.auth.settings import METADATA_PATH, AuthSettings
+from app.errors import CapabilityDenied
 from app.jwks import JwksCache, KeyUnavailable
 from app.wire.tls_binding import ATTESTATION_ROUTE
+from app.wire.capability_token import is_capability
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +97,15 @@ class BearerTokenVerifier:
     Args:
         settings: Issuer, audience and algorithms.
         jwks: Key cache (defaults to one for `settings.jwks_url`).
+        capabilities: Turns a presented capability token into a principal (`DelegationService.principal`);
+            without it, capability tokens are refused.
     """
 
     def __init__(self, settings: AuthSettings, jwks: JwksCache | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 capabilities: Callable[[str], Principal] | None = None) -> None:
         self.settings = settings
+        self._capabilities = capabilities
         self.jwks = jwks or JwksCache(parse_oauth_jwks, allow_file=True)
         # Parsed key objects per (kid, alg): building one from a JWK costs more than a signature check.
         self._parsed: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
@@ -107,6 +115,8 @@ class BearerTokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """A principal for a valid token; a recently verified token is checked only for expiry."""
+        if is_capability(token):
+            return self._capability_principal(token)
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = self._wall_clock()
         cached = self._verified.get(digest)
@@ -123,6 +133,14 @@ class BearerTokenVerifier:
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return principal
+
+    def _capability_principal(self, token: str) -> Principal:
+        if self._capabilities is None:
+            _reject("capability tokens are not accepted by this server")
+        try:
+            return self._capabilities(token)
+        except CapabilityDenied as refused:
+            _reject(str(refused))
 
     async def _key(self, kid: str, algorithm: str) -> Any:
         """The verification key for `kid`; its type and declared algorithm must match the token's."""
@@ -168,7 +186,7 @@ class BearerTokenVerifier:
             _reject("invalid token")
         jti = claims.get("jti")
         principal = Principal(subject=str(claims["sub"]), scopes=_scopes(claims),
-                              token_id=jti if isinstance(jti, str) else None)
+                              token_id=jti if isinstance(jti, str) else None, expires_at=float(claims["exp"]))
         return principal, float(claims["exp"])
 
 
@@ -246,7 +264,9 @@ class BearerAuthApp:
         attach_principal(scope, principal)
         # The MCP SDK binds each session to the credential that created it (a request for another
         # principal's session gets 404); it reads the caller from `scope["user"]`. No raw token here.
-        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=principal.subject, subject=principal.subject,
+        # A sub-agent presenting a capability never shares its delegator's MCP session.
+        client = principal.subject if principal.delegation is None else f"{principal.subject} via {principal.token_id}"
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=client, subject=principal.subject,
                                                       scopes=sorted(principal.scopes),
                                                       claims={"iss": self._settings.issuer}))
         return None

@@ -1,13 +1,14 @@
-"""The one refusal path for capability tokens: log the reason (never the token) and raise."""
+"""The one refusal path for capability tokens: log the reason (never the token) and deny."""
 
 from __future__ import annotations
 
 import logging
 from typing import NoReturn
 
-from app.errors import CapabilityDenied
+from app.errors import CapabilityDenied, deny
 
 logger = logging.getLogger(__name__)
+LAYER = "delegation"
 
 
 class CapabilityRefused(CapabilityDenied):
@@ -15,6 +16,6 @@ class CapabilityRefused(CapabilityDenied):
 
 
 def reject(reason: str) -> NoReturn:
-    """Log and raise the refusal."""
+    """Log and raise the refusal (the audit records it as denied by the `delegation` layer)."""
     logger.info("capability refused: %s", reason)
-    raise CapabilityRefused(reason) from None
+    deny(reason, layer=LAYER, error=CapabilityRefused)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from app.capabilities.policy import CapabilityPolicy
+from app.capability_policy import CapabilityPolicy
 from app.delegation.errors import reject
 
 # Tools no capability may carry: delegation management, and credentials bound to the user's own session.

@@ -64,8 +64,12 @@ class VerifiedCapability:
 
     @property
     def chain(self) -> list[dict[str, object]]:
-        """The delegation chain for the audit: each block's revocation id and context label."""
+        """Each block's revocation id and context label, root first."""
         return [{"revocation_id": rid, "context": label} for rid, label in zip(self.revocation_ids, (None, *self.contexts))]
+
+    def audit_record(self) -> dict[str, object]:
+        """What the audit records about a call made with this capability: never the token itself."""
+        return {"root_principal": self.root_subject, "chain": self.chain}
 
 
 def mint(root: CapabilityRoot, *, subject: str, scopes: Iterable[str], rights: Iterable[str],

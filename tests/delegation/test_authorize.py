@@ -14,7 +14,7 @@ from app.delegation.keys import CapabilityRoot
 from app.delegation.ledger import CapabilityLedger
 from app.delegation.token import mint, verify_presented
 from app.wire.capability_token import TOKEN_MARKER, Attenuation, attenuate
-from app.tools.sql_relations import relations_read
+from app.guards.sql_relations import relations_read
 from tests.delegation.helpers import Clock, minted
 
 NARROW = Attenuation(tools=frozenset({"query_database", "send_notification"}), tables=frozenset({"issues", "incidents"}),

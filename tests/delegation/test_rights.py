@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.capabilities.policy import load_policy
+from app.capability_policy import load_policy
 from app.delegation.errors import CapabilityRefused
 from app.delegation.rights import MAX_CAPABILITY_TTL_S, NON_DELEGABLE_TOOLS, capability_expiry, grantable_rights
 from tests.delegation.helpers import NOW

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from app.tools.sql_guard import SqlRejected
-from app.tools.sql_relations import relations_read
+from app.guards.sql import SqlRejected
+from app.guards.sql_relations import relations_read
 
 
 class TestEveryRelationIsReported:

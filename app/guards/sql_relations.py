@@ -29,7 +29,7 @@ from __future__ import annotations
 import pglast
 from pglast import ast
 
-from app.tools.sql_guard import guard_sql
+from app.guards.sql import guard_sql
 
 
 def relations_read(sql: str) -> frozenset[str]:

@@ -20,12 +20,12 @@ import mcp_types as mt
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
 
-from app.capabilities.principal import PrincipalProvider
+from app.auth.principal import PrincipalProvider
 from app.delegation.authorize import CallFacts, CapabilityGate
 from app.delegation.errors import reject
 from app.delegation.rights import NON_DELEGABLE_TOOLS
 from app.errors import CapabilityDenied
-from app.tools.sql_relations import relations_read
+from app.guards.sql_relations import relations_read
 
 # Tool arguments that become request facts, by argument name.
 SQL_ARGUMENT = "sql"
