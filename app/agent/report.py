@@ -59,6 +59,7 @@ class VerificationReport:
     tools_digest: str | None = None
     session_pub: str | None = None
     audit_public_key: str | None = None
+    capability_public_key: str | None = None
     tls_spki_sha256: str | None = None
     expires_at: int | None = None
     warnings: list[str] = field(default_factory=list)

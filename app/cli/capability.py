@@ -32,7 +32,8 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _names(text: str) -> frozenset[str]:
+def names(text: str) -> frozenset[str]:
+    """A comma-separated list as a set of names."""
     return frozenset(name.strip() for name in text.split(",") if name.strip())
 
 
