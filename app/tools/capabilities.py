@@ -14,7 +14,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 MAX_TTL_S = 24 * 3600
 REVOCATION_ID_PATTERN = r"^[0-9a-f]{16,256}$"
