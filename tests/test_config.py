@@ -72,3 +72,12 @@ class TestDroppedPinnedEnv:
 
     def test_local_tee_runs_without_the_flag_are_unaffected(self):
         assert load_settings({"MCP_TEE_MODE": "tee"}).tee_mode
+
+
+class TestCapabilityRootDir:
+    def test_dev_root_dir_is_read(self):
+        assert load_settings({"MCP_CAPABILITY_ROOT_DIR": "/tmp/x"}).capability_root_dir == "/tmp/x"
+
+    def test_refused_in_tee_mode(self):
+        with pytest.raises(ConfigError, match="MCP_CAPABILITY_ROOT_DIR"):
+            load_settings({"MCP_TEE_MODE": "tee", "MCP_CAPABILITY_ROOT_DIR": "/tmp/x"})

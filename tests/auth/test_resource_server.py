@@ -133,10 +133,24 @@ class TestValidTokens:
         assert {c["principal"] for c in harness.stack.calls()} == {"alice"}
         assert token not in harness.stack.audit_path.read_text()
 
+    async def test_a_jwt_principal_carries_its_expiry(self, harness):
+        token = harness.mint(exp=int(time.time()) + 120)
+        principal = await BearerTokenVerifier(harness.settings).verify(token)
+        assert principal.expires_at == float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
 
 class TestRefusedTokens:
     def test_missing_token_gets_401_pointing_at_metadata(self, harness):
         _assert_refused(_post(harness), 401, None)
+
+    def test_capability_token_without_a_capability_verifier_gets_401(self, harness):
+        from app.delegation.keys import CapabilityRoot
+        from tests.delegation.helpers import minted
+
+        token = minted(CapabilityRoot.per_process())
+        response = _post(harness, token)
+        _assert_refused(response, 401, "invalid_token")
+        assert "capability tokens are not accepted" in response.text and token[10:40] not in response.text
 
     def test_non_bearer_scheme_gets_401(self, harness):
         response = httpx.post(f"{harness.base}/mcp", headers={**MCP_HEADERS, "Authorization": "Basic dTpw"}, json=INITIALIZE)

@@ -15,11 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from app.agent import AttestedSession, TrustPolicy
 from app.auth.dev_issuer import DevIssuer
-from app.delegation.keys import CapabilityRoot
+from app.delegation.keys import SOURCE_TEE, CapabilityRoot
+from app.emulator.keystore import key_pem, load_or_create_key
 from app.emulator.server import start_emulator
+from app.secrets.tee_release import CAPABILITY_ROOT_LABEL, derive_seed
 from app.wire.capability_token import Attenuation
 from tests.delegation.helpers import minted as minted_by
 from tests.support.canaries import assert_no_canary
@@ -34,9 +37,14 @@ TRIAGE = Attenuation(tools=frozenset({"query_database", "attestation_status"}), 
 
 
 @pytest.fixture(scope="module")
-def tee_server(baseline_env, tmp_path_factory):
+def unseal_key() -> bytes:
+    return key_pem(load_or_create_key(None))
+
+
+@pytest.fixture(scope="module")
+def tee_server(baseline_env, unseal_key, tmp_path_factory):
     state = tmp_path_factory.mktemp("delegation-tee")
-    with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID) as emulator:
+    with start_emulator(CCE_POLICY, identity_client_id=CLIENT_ID, key_pem_bytes=unseal_key) as emulator:
         emulator.put_sealed_secret("db-connection-string", baseline_env["DB_CONNECTION_STRING"].encode())
         env = {"MCP_CAPABILITY_POLICY": baseline_env["MCP_CAPABILITY_POLICY"], **tee_endpoints(emulator, CLIENT_ID),
                "MCP_AUTH_ISSUER": "dev", "MCP_DEV_ISSUER_DIR": str(state / "issuer"),
@@ -69,9 +77,12 @@ def sub_agent(server, token_file: Path, *extra: str) -> subprocess.CompletedProc
                           env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")})
 
 
-async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_server, tmp_path):
+async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_server, unseal_key, tmp_path):
+    seed = derive_seed(serialization.load_pem_private_key(unseal_key, None), CAPABILITY_ROOT_LABEL)
+    derived = CapabilityRoot.from_seed(seed, SOURCE_TEE)
     async with AttestedSession(tee_server.url, trust=trust(tee_server), headers=user_headers(tee_server)) as session:
-        assert session.report.capability_public_key
+        # The attested capability key is the one derived from the released key, and nothing else.
+        assert session.report.capability_public_key == derived.public_key_b64
         root = await session.mint_capability(tools=["query_database", "attestation_status"])
         token = root.attenuate(TRIAGE)
     token_file = tmp_path / "triage.cap"
@@ -98,6 +109,8 @@ async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_
         assert token.removeprefix("biscuit~")[:32] not in output.stdout + output.stderr
     logs = tee_server.output() + (tee_server.state / "audit.jsonl").read_text()
     assert token.removeprefix("biscuit~")[:32] not in logs
+    for secret_form in (seed.hex(), base64.b64encode(seed).decode()):
+        assert secret_form[:24] not in logs  # the root private key never leaves memory
     assert_no_canary([logs], "TEE server output or audit")
 
 
