@@ -13,10 +13,10 @@ from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from app.delegation.rights import MAX_CAPABILITY_TTL_S
 from app.tools.spec import AuditSummary, ToolSpec
 from app.tools.server_state import ServerState
 
-MAX_TTL_S = 24 * 3600
 REVOCATION_ID_PATTERN = r"^[0-9a-f]{16,256}$"
 
 
@@ -26,7 +26,7 @@ def register_mint(mcp: FastMCP, state: ServerState) -> None:
     async def mint_capability(
         tools: Annotated[list[Annotated[str, Field(max_length=128)]] | None,
                          Field(max_length=64, description="Only these tools (default: every tool you may delegate)")] = None,
-        ttl_s: Annotated[int, Field(ge=1, le=MAX_TTL_S, description="Lifetime; never past your bearer token's")] = 3600,
+        ttl_s: Annotated[int, Field(ge=1, le=MAX_CAPABILITY_TTL_S, description="Lifetime; never past your bearer token's")] = 3600,
     ) -> dict:
         """Mint a capability token for your own rights, to narrow offline and hand to a sub-agent."""
         return state.delegation.mint(state.principals(), tools=tools, ttl_s=ttl_s)

@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from biscuit_auth import Biscuit, BlockBuilder
+from biscuit_auth import BlockBuilder
 
 from app.delegation.authorize import CallFacts, CapabilityGate
 from app.delegation.errors import CapabilityRefused

@@ -7,10 +7,15 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
+from biscuit_auth import Biscuit, BlockBuilder
+from fastmcp import Client
 
 from app.auth.dev_issuer import DevIssuer
+from app.delegation.keys import CapabilityRoot
 from app.wire.capability_token import Attenuation, attenuate, public_key_from_b64
+from tests.delegation.helpers import minted as minted_by
 from tests.support.canaries import assert_no_canary
 from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 from tests.support.server_process import ServerProcess
@@ -107,8 +112,6 @@ class TestPresentation:
         assert result.is_error and refusal in text_of(result)
 
     async def test_a_forged_widening_block_grants_nothing(self, delegating_server):
-        from biscuit_auth import Biscuit, BlockBuilder
-
         minted = await mint(delegating_server, "mcp:read", "mcp:delegate")
         key = public_key_from_b64(minted["capability_public_key"])
         widened = Biscuit.from_base64(minted["capability"].removeprefix("biscuit~"), key).append(
@@ -119,19 +122,11 @@ class TestPresentation:
 
     @pytest.mark.parametrize("mangle", [lambda t: t[:-12], lambda t: t[:40] + ("A" if t[40] != "A" else "B") + t[41:]])
     async def test_truncated_or_tampered_token_gets_401(self, delegating_server, mangle):
-        import httpx
-
         _, token = await narrowed(delegating_server, TRIAGE)
         response = httpx.post(delegating_server.url, json={}, headers=presenting(mangle(token)))
         assert response.status_code == 401 and token[10:40] not in response.text
 
     async def test_token_from_another_root_gets_401(self, delegating_server):
-        import httpx
-
-        from app.delegation.keys import CapabilityRoot
-        from app.delegation.token import mint as mint_locally
-        from tests.delegation.helpers import minted as minted_by
-
         response = httpx.post(delegating_server.url, json={}, headers=presenting(minted_by(CapabilityRoot.per_process())))
         assert response.status_code == 401 and "capability" in response.json()["error_description"]
 
@@ -160,9 +155,7 @@ class TestRevocationAndBudget:
             revoked = await owner.call_tool("revoke_capability", {"revocation_id": minted["revocation_id"]})
         assert not revoked.is_error, text_of(revoked)
         for token in (minted["capability"], child, grandchild):
-            import httpx
-
-            assert httpx.post(delegating_server.url, json={}, headers=presenting(token)).status_code == 401
+                assert httpx.post(delegating_server.url, json={}, headers=presenting(token)).status_code == 401
 
     async def test_another_principal_cannot_revoke(self, delegating_server):
         minted = await mint(delegating_server, *ALL_SCOPES)
@@ -176,6 +169,25 @@ class TestRevocationAndBudget:
             results = await asyncio.gather(*(session.call_tool("query_database", {"sql": "SELECT 1", "max_rows": 1})
                                              for _ in range(20)))
         assert sum(not result.is_error for result in results) == 7
+
+
+class TestSessionlessProtocol:
+    async def test_fastmcp_client_on_2026_07_28_is_held_to_the_same_checks(self, delegating_server, webhook_sink):
+        """FastMCP's client speaks 2026-07-28 (no session id): same checks, and a write still asks the user."""
+        _, token = await narrowed(delegating_server, TRIAGE)
+        questions = []
+
+        async def accept(message, response_type, params, context):
+            questions.append(message)
+            return True
+
+        async with Client(delegating_server.url, auth=token, elicitation_handler=accept) as client:
+            within = await client.call_tool("query_database", {"sql": "SELECT id FROM issues", "max_rows": 3})
+            outside = await client.call_tool("query_database", {"sql": "SELECT * FROM incidents", "max_rows": 3},
+                                             raise_on_error=False)
+            write = await client.call_tool("send_notification", {"message": "triaged", "channel": "general"})
+        assert not within.is_error and outside.is_error and "block 1" in str(outside.content)
+        assert not write.is_error and questions and len(webhook_sink.posts) == 1
 
 
 class TestAuditAndSecrets:
