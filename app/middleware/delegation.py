@@ -42,10 +42,10 @@ def call_facts(tool: str, arguments: Mapping[str, Any], schema: Mapping[str, Any
     values = {**defaults, **{name: value for name, value in arguments.items() if name in FACT_ARGUMENTS}}
     sql, max_rows, channel = values.get(SQL_ARGUMENT), values.get(MAX_ROWS_ARGUMENT), values.get(CHANNEL_ARGUMENT)
     if (MAX_ROWS_ARGUMENT in values and (isinstance(max_rows, bool) or not isinstance(max_rows, int))) or \
-            (CHANNEL_ARGUMENT in values and not isinstance(channel, str)):
+            any(name in values and not isinstance(values[name], str) for name in (SQL_ARGUMENT, CHANNEL_ARGUMENT)):
         # Fail closed: a fact we cannot state exactly is a refusal, not an omission.
         reject("the call's arguments cannot be checked against the capability")
-    return CallFacts(tool=tool, tables=relations_read(sql) if isinstance(sql, str) else frozenset(),
+    return CallFacts(tool=tool, tables=relations_read(sql) if sql is not None else frozenset(),
                      max_rows=max_rows, channel=channel)
 
 
