@@ -80,6 +80,9 @@ class TestMinting:
     async def test_mint_says_the_root_is_not_a_tee(self, delegating_server):
         minted = await mint(delegating_server, *ALL_SCOPES)
         assert "NOT A TEE" in minted["capability_root_source"]
+        health = httpx.get(f"{delegating_server.base_url}/healthz").json()
+        assert "NOT A TEE" in health["capability_root_source"]
+        assert health["capability_public_key"] == minted["capability_public_key"]
         assert minted["capability"].startswith("biscuit~")
         assert not {"mint_capability", "revoke_capability"} & set(minted["rights"])
 

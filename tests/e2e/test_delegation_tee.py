@@ -23,7 +23,7 @@ from app.delegation.keys import SOURCE_TEE, CapabilityRoot
 from app.emulator.keystore import key_pem, load_or_create_key
 from app.emulator.server import start_emulator
 from app.secrets.tee_release import CAPABILITY_ROOT_LABEL, derive_seed
-from app.wire.capability_token import Attenuation
+from app.wire.capability_token import Attenuation, public_key_from_b64, verified_chain
 from tests.delegation.helpers import minted as minted_by
 from tests.support.canaries import assert_no_canary
 from tests.support.server_process import ServerProcess
@@ -139,3 +139,22 @@ async def test_sub_agent_refuses_a_token_not_chained_to_the_attested_root(tee_se
     unchecked = sub_agent(tee_server, foreign_file, *call)
     assert unchecked.returncode != 0 and "call query_database" not in unchecked.stdout
     assert "capability refused" in tee_server.output()[before:]
+
+
+def test_agent_cli_mints_into_a_private_file_and_prints_only_the_revocation_id(tee_server, tmp_path):
+    out = tmp_path / "root.cap"
+    bearer = tee_server.issuer.mint(scopes=SCOPES, audience=tee_server.url, subject="alice")
+    minted = subprocess.run(
+        [sys.executable, "-m", "app.cli", "agent", tee_server.url, "--trust-dev-issuer", tee_server.emulator.issuer,
+         "--expect-hostdata", tee_server.emulator.hostdata, "--auth-token-env", "USER_TOKEN", "--json",
+         "--mint-capability", str(out), "--capability-tools", "query_database", "--capability-ttl", "10m"],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "USER_TOKEN": bearer})
+    assert minted.returncode == 0, minted.stdout + minted.stderr
+    report = json.loads(minted.stdout)
+    token = out.read_text().strip()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert token.removeprefix("biscuit~")[:32] not in minted.stdout + minted.stderr
+    # The file's token chains to the attested key the report names, and the report names its revocation id.
+    revocation_ids = verified_chain(token, public_key_from_b64(report["capability_public_key"])).revocation_ids
+    assert any(revocation_ids[0] in check["detail"] for check in report["checks"] if check["name"] == "mint_capability")
