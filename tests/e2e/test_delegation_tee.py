@@ -117,10 +117,8 @@ async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_
 async def test_sub_agent_refuses_a_token_not_chained_to_the_attested_root(tee_server, tmp_path):
     async with AttestedSession(tee_server.url, trust=trust(tee_server), headers=user_headers(tee_server)) as session:
         attested_key = session.report.capability_public_key
-        genuine = (await session.mint_capability(tools=["query_database", "attestation_status"])).token
-    foreign_file, genuine_file = tmp_path / "foreign.cap", tmp_path / "genuine.cap"
+    foreign_file = tmp_path / "foreign.cap"
     foreign_file.write_text(minted_by(CapabilityRoot.per_process(), rights={"query_database"}))
-    genuine_file.write_text(genuine)
     call = ("--call", "query_database", "--arguments", json.dumps({"sql": "SELECT id FROM issues"}))
 
     # Told which key to expect, the sub-agent refuses a token of another root before it connects.
@@ -128,11 +126,6 @@ async def test_sub_agent_refuses_a_token_not_chained_to_the_attested_root(tee_se
     refused = sub_agent(tee_server, foreign_file, "--expect-capability-pub", attested_key, *call)
     assert refused.returncode != 0 and "CapabilityNotAttested" in refused.stdout
     assert "capability refused" not in tee_server.output()[before:]  # the server never saw the token
-
-    # A genuine token, but not minted under the key the sub-agent was told to expect: refused likewise.
-    other_key = CapabilityRoot.per_process().public_key_b64
-    mismatch = sub_agent(tee_server, genuine_file, "--expect-capability-pub", other_key, *call)
-    assert mismatch.returncode != 0 and "call query_database" not in mismatch.stdout
 
     # Without an expectation a foreign token never gets past the server's own check.
     before = len(tee_server.output())
