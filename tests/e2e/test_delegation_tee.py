@@ -65,8 +65,8 @@ def trust(server) -> TrustPolicy:
     return TrustPolicy.dev(server.emulator.issuer, server.emulator.hostdata)
 
 
-def user_headers(server) -> dict[str, str]:
-    return {"Authorization": f"Bearer {server.issuer.mint(scopes=SCOPES, audience=server.url, subject='alice')}"}
+def user_bearer(server) -> str:
+    return server.issuer.mint(scopes=SCOPES, audience=server.url, subject="alice")
 
 
 def sub_agent(server, token_file: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -80,7 +80,7 @@ def sub_agent(server, token_file: Path, *extra: str) -> subprocess.CompletedProc
 async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_server, unseal_key, tmp_path):
     seed = derive_seed(serialization.load_pem_private_key(unseal_key, None), CAPABILITY_ROOT_LABEL)
     derived = CapabilityRoot.from_seed(seed, SOURCE_TEE)
-    async with AttestedSession(tee_server.url, trust=trust(tee_server), headers=user_headers(tee_server)) as session:
+    async with AttestedSession(tee_server.url, trust=trust(tee_server), bearer_token=user_bearer(tee_server)) as session:
         # The attested capability key is the one derived from the released key, and nothing else.
         assert session.report.capability_public_key == derived.public_key_b64
         root = await session.mint_capability(tools=["query_database", "attestation_status"])
@@ -115,23 +115,16 @@ async def test_user_mints_and_narrows_and_the_sub_agent_verifies_then_calls(tee_
 
 
 async def test_sub_agent_refuses_a_token_not_chained_to_the_attested_root(tee_server, tmp_path):
-    async with AttestedSession(tee_server.url, trust=trust(tee_server), headers=user_headers(tee_server)) as session:
-        attested_key = session.report.capability_public_key
     foreign_file = tmp_path / "foreign.cap"
     foreign_file.write_text(minted_by(CapabilityRoot.per_process(), rights={"query_database"}))
     call = ("--call", "query_database", "--arguments", json.dumps({"sql": "SELECT id FROM issues"}))
 
-    # Told which key to expect, the sub-agent refuses a token of another root before it connects.
+    # The channel's pre-auth attestation binds the capability key: a token of another root never leaves the agent.
     before = len(tee_server.output())
-    refused = sub_agent(tee_server, foreign_file, "--expect-capability-pub", attested_key, *call)
+    refused = sub_agent(tee_server, foreign_file, *call)
     assert refused.returncode != 0 and "CapabilityNotAttested" in refused.stdout
+    assert "call query_database" not in refused.stdout
     assert "capability refused" not in tee_server.output()[before:]  # the server never saw the token
-
-    # Without an expectation a foreign token never gets past the server's own check.
-    before = len(tee_server.output())
-    unchecked = sub_agent(tee_server, foreign_file, *call)
-    assert unchecked.returncode != 0 and "call query_database" not in unchecked.stdout
-    assert "capability refused" in tee_server.output()[before:]
 
 
 def test_agent_cli_mints_into_a_private_file_and_prints_only_the_revocation_id(tee_server, tmp_path):
