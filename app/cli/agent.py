@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from app.agent.errors import AgentError, ChannelNotAttested, VerificationFailed
 from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
+from app.cli.capability import names, parse_duration
 from app.cli.commands import register_module
 from app.cli.connecting import bearer_from_env, explain_connect_failure
-from app.cli.capability import names, parse_duration
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
 EXIT_VERIFIED = 0
