@@ -40,7 +40,8 @@ from mcp.client.streamable_http import streamable_http_client
 from app.agent.delegation import (CapabilityNotAttested, MintedCapability, MintRefused, chain_to,
                                   check_capability_key, minted_from)
 from app.agent.channel import CHANNEL_CHECK, AttestedChannel, attest_channel, check_trusted_issuer
-from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
+from app.agent.errors import (ChannelNotAttested, CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged,
+                              VerificationFailed)
 from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
 from app.wire.runtime_data import b64url, b64url_decode, tools_digest
@@ -48,6 +49,7 @@ from app.wire.session_seal import seal_to_session
 from app.attestation.verifier import check_maa_token, verify_maa_token
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, credential_payload
 from app.wire.capability_token import is_capability
+from app.urls import is_loopback_host
 from app.wire.tls_binding import TLS_SPKI_FIELD
 
 ATTESTATION_TOOL = "attestation_status"
@@ -145,8 +147,17 @@ class AttestedSession:
         """A pinned client on an attested channel; plain HTTP only as a transport that can never verify."""
         options: dict[str, Any] = dict(headers=self._headers, timeout=self._timeout_s,
                                        event_hooks={"response": [self._saw_response]})
-        if urlsplit(self.url).scheme != "https":
+        parts = urlsplit(self.url)
+        if parts.scheme != "https":
             if self._bearer_token is not None:
+                # Fail closed: on plain HTTP nothing can be verified before the token would cross, so it
+                # may go only to this machine (a local non-TEE server), and never as a capability.
+                if not is_loopback_host(parts.hostname or ""):
+                    raise ChannelNotAttested("plain HTTP to a remote host: the bearer token was not sent; "
+                                             "use the server's https:// URL")
+                if is_capability(self._bearer_token):
+                    raise ChannelNotAttested("a capability is presented only on an attested https channel; "
+                                             "it was not sent")
                 options["headers"] = {**self._headers, "Authorization": f"Bearer {self._bearer_token}"}
             return httpx2.AsyncClient(**options)
         if self.channel is None:
