@@ -31,6 +31,6 @@ RUN pip install --no-deps --no-build-isolation --no-index . \
  && echo "mcp:x:10001:" >> /etc/group
 
 USER 10001:10001
-# TEE mode serves HTTPS on 443 (the port comes from the app's config, not from this file).
-EXPOSE 443
+# TEE mode serves HTTPS on 8443: a non-root user cannot bind 443 (the port comes from the command).
+EXPOSE 8443
 ENTRYPOINT ["mcp-tee", "serve", "--host", "0.0.0.0"]

@@ -33,8 +33,10 @@ from pulumi_azure_native import containerinstance
 
 from components.audit_storage import AUDIT_SINK
 
-# The app serves HTTPS itself on 443 in TEE mode (the attested channel); no proxy terminates TLS.
-APP_PORT = 443
+# The app serves HTTPS itself in TEE mode (the attested channel); no proxy terminates TLS. Not 443: the image
+# runs as a non-root user, which cannot bind a port below 1024, and ACI grants no capability to do so
+# (docs/decisions.md). The client pins the TLS key, not the port.
+APP_PORT = 8443
 # `--tee` and `--require-pinned-env` sit in the measured command, which the host cannot drop.
 APP_COMMAND = ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0", "--port", str(APP_PORT))
 # Pinned only when configured, and harmless when dropped (the default is the same stdout).

@@ -2,7 +2,7 @@
 
 Threat model: the group runs only under the CCE policy measured from the same `GroupSpec`, so any
 change to images, commands or pinned env makes ACI refuse the containers and Key Vault refuse the
-key. Only the app port (443, HTTPS served by the app itself, the attested channel) is public; the
+key. Only the app port (8443, HTTPS served by the app itself, the attested channel) is public; the
 sidecar binds localhost and its port is never in the group's IP ports. Env carries endpoints and
 names, never a secret or a `secure_value`. Replicas share one policy, one hostdata, one key and
 one auth audience; each has its own DNS label and https URL.
@@ -17,12 +17,12 @@ import pulumi
 from pulumi import ComponentResource, Output, ResourceOptions
 from pulumi_azure_native import containerinstance
 
-from components.containers import GroupSpec, container_args
+from components.containers import APP_PORT, GroupSpec, container_args
 
 
 def mcp_url(fqdn: str) -> str:
-    """The MCP endpoint of one group: https on the default port (`APP_PORT` is 443), so no port in the URL."""
-    return f"https://{fqdn}/mcp"
+    """The MCP endpoint of one group: https on `APP_PORT`, served by the app itself."""
+    return f"https://{fqdn}:{APP_PORT}/mcp"
 
 
 @dataclass

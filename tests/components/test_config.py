@@ -39,8 +39,8 @@ class TestStacksBuildFromTheirYaml:
         assert not any("secure" in value for value in config.values())
 
     def test_both_stacks_produce_groups_and_outputs(self, dev_run: ProgramRun, prod_run: ProgramRun) -> None:
-        assert dev_run.stack_outputs["mcp_url"] == "https://mcp-tee-dev-0.westeurope.azurecontainer.io/mcp"
-        assert prod_run.stack_outputs["mcp_url"] == "https://mcp-tee-prod-0.northeurope.azurecontainer.io/mcp"
+        assert dev_run.stack_outputs["mcp_url"] == "https://mcp-tee-dev-0.westeurope.azurecontainer.io:8443/mcp"
+        assert prod_run.stack_outputs["mcp_url"] == "https://mcp-tee-prod-0.northeurope.azurecontainer.io:8443/mcp"
         assert dev_run.stack_outputs["expected_hostdata"] != prod_run.stack_outputs["expected_hostdata"]
 
 

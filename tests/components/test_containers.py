@@ -47,11 +47,11 @@ class TestGroupSpec:
         assert pinned["MCP_AUDIT_BLOB_ACCOUNT_URL"] == ENV.audit_blob_account_url
         assert "MCP_AUDIT_LOG" not in pinned, "an unset local audit log is not pinned"
 
-    def test_app_serves_on_443_with_the_explicit_serve_command(self) -> None:
+    def test_app_serves_on_8443_with_the_explicit_serve_command(self) -> None:
         app = app_container("i", ENV, cpu=1, memory_gb=1)
-        assert app.ports == (APP_PORT,) == (443,)
+        assert app.ports == (APP_PORT,) == (8443,)
         assert app.command == APP_COMMAND == ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0",
-                                               "--port", "443")
+                                               "--port", "8443")
 
 
 class TestConfcomOutput:

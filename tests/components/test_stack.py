@@ -169,7 +169,7 @@ class TestConfidentialServer:
 
     def test_only_the_https_port_is_public(self, stack_run: ProgramRun) -> None:
         for group in stack_run.of_type(GROUP):
-            assert [p["port"] for p in group.inputs["ipAddress"]["ports"]] == [APP_PORT] == [443]
+            assert [p["port"] for p in group.inputs["ipAddress"]["ports"]] == [APP_PORT] == [8443]
             sidecar = next(c for c in group.inputs["containers"] if c["name"] == "skr-sidecar")
             assert {"name": "Port", "value": str(SKR_PORT)} in sidecar["environmentVariables"]
 

@@ -6,7 +6,7 @@ The command and env come from the ContainerGroup under mocks. The server answers
 - endpoints: the TEE ones (SKR sidecar, MAA, vault) point at the emulator, and the token issuer's
   (MCP_AUTH_ISSUER, MCP_AUTH_JWKS_URL) at a loopback stand-in for Entra, since TEE mode differs
   from Azure only in endpoints; the audience stays the stack's own;
-- the port: `--port 443` becomes a free port (443 needs privileges and would collide);
+- the port: `--port 8443` becomes a free port (a fixed port would collide);
 - additions the real host provides: the managed-identity endpoint, the emulator's CA (AKV_CA_FILE),
   and MAA_ISSUER, because the emulator issues over loopback http.
 The emulator runs the stack's own CCE policy, so its hostdata is the stack's `expected_hostdata`.

@@ -105,8 +105,8 @@ class TestRuntime:
         assert f'echo "mcp:x:{uid}:{gid}::/nonexistent:/usr/sbin/nologin" >> /etc/passwd' in run_commands(parsed)
         assert not any("useradd" in command for command in run_commands(parsed))
 
-    def test_serves_on_443_with_the_port_from_config(self, parsed: list[tuple[str, str]]) -> None:
-        assert [args for kind, args in parsed if kind == "EXPOSE"] == ["443"]
+    def test_serves_on_8443_with_the_port_from_config(self, parsed: list[tuple[str, str]]) -> None:
+        assert [args for kind, args in parsed if kind == "EXPOSE"] == ["8443"]
         (entrypoint,) = [json.loads(args) for kind, args in parsed if kind == "ENTRYPOINT"]
         assert entrypoint == ["mcp-tee", "serve", "--host", "0.0.0.0"]
         assert not any(kind == "CMD" for kind, _ in parsed)
