@@ -33,7 +33,7 @@ from app.tools.catalog import TOOL_SPECS
 from app.tools.spec import ToolSpec
 from app.tools.state import ServerState
 from app.upstreams.github import GitHubClient
-from app.upstreams.postgres import ReadOnlyDatabase
+from app.upstreams.postgres import POOL_MAX_SIZE, ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
 
 
@@ -94,7 +94,8 @@ def load_capability_policy(settings: Settings) -> CapabilityPolicy:
         raise ConfigError(f"invalid capability policy: {exc}") from None
 
 
-def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> ServerState:
+def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS, *,
+                db_pool_size: int = POOL_MAX_SIZE) -> ServerState:
     """Create upstream clients only for the secrets we hold, and say why the other tools are off."""
     state = ServerState(settings=settings, secrets=secrets,
                         principals=PrincipalProvider(auth_enabled=settings.auth is not None))
@@ -103,7 +104,8 @@ def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec
         state.closers.append(state.github.aclose)
     if secrets.get(DB_CONNECTION_STRING):
         state.database = ReadOnlyDatabase(
-            secrets.get(DB_CONNECTION_STRING), statement_timeout_ms=settings.db_statement_timeout_ms
+            secrets.get(DB_CONNECTION_STRING), statement_timeout_ms=settings.db_statement_timeout_ms,
+            pool_size=db_pool_size,
         )
         state.closers.append(state.database.close)
     if secrets.get(WEBHOOK_URL):
@@ -131,7 +133,9 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     signer = AuditSigner(audit_key or Ed25519PrivateKey.generate())
     audit = AuditLog(settings.audit_log, signer)
     breakers = Breakers(policy.upstreams)
-    state = build_state(settings, secrets, specs)
+    postgres = policy.upstreams.get("postgres")
+    # As many connections as concurrency slots: the fair per-principal cap binds, never the pool.
+    state = build_state(settings, secrets, specs, db_pool_size=postgres.max_concurrency if postgres else POOL_MAX_SIZE)
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     if tee is not None:
