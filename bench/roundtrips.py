@@ -28,7 +28,6 @@ class RoundTripCounter:
         self._server: asyncio.base_events.Server | None = None
         self.flights = 0
         self.port = 0
-        self.trace = False
 
     async def __aenter__(self) -> "RoundTripCounter":
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -54,15 +53,16 @@ class RoundTripCounter:
                     if from_client and waiting[0]:
                         self.flights += 1
                         waiting[0] = False
-                        if self.trace:
-                            print("FLIGHT", data[:120])
                     elif not from_client:
                         waiting[0] = True
                     writer.write(data)
                     await writer.drain()
-            except (ConnectionError, asyncio.CancelledError):
+            except ConnectionError:
                 pass
             finally:
                 writer.close()
 
-        await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False))
+        try:
+            await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False))
+        except asyncio.CancelledError:  # the relay is closing
+            pass
