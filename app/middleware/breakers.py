@@ -156,6 +156,7 @@ class BreakerMiddleware(Middleware):
             if tool_policy.confirm:
                 return await call_next(context)
             try:
-                return await asyncio.wait_for(call_next(context), limits.timeout_s)
+                async with asyncio.timeout(limits.timeout_s):  # unlike wait_for, no extra task per call
+                    return await call_next(context)
             except TimeoutError:
                 raise UpstreamError(limits.name, f"{limits.name} did not answer within {limits.timeout_s:g} s") from None
