@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import InputRequiredToolResult, ToolResult
 
 from app.audit.log import AuditLog
@@ -26,6 +26,7 @@ from app.auth.resource_server import HttpRefusal
 from app.audit.redaction import Redactor
 from app.confirmation import ConfirmationRefused
 from app.errors import CapabilityDenied
+from app.middleware.dispatch import TypedMiddleware
 from app.tools.spec import AuditSummary
 
 # Longest string kept in a recorded argument; the shape still records the full length.
@@ -51,7 +52,7 @@ def _clip(value: Any) -> Any:
     return value
 
 
-class AuditMiddleware(Middleware):
+class AuditMiddleware(TypedMiddleware):
     """Records every tool call; must be the outermost capability layer.
 
     Args:

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from app.capability_policy import NO_UPSTREAM, CapabilityPolicy, UpstreamLimits
 from app.errors import CapabilityDenied, UpstreamError, deny
+from app.middleware.dispatch import TypedMiddleware
 
 Clock = Callable[[], float]
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -128,7 +129,7 @@ class Breakers:
         return {name: breaker.snapshot() for name, breaker in self._by_upstream.items()}
 
 
-class BreakerMiddleware(Middleware):
+class BreakerMiddleware(TypedMiddleware):
     """Routes each call through its upstream's breaker and enforces the upstream timeout.
 
     The timeout is skipped for tools that require confirmation, because the human's answer is

@@ -14,17 +14,17 @@ import logging
 import uuid
 
 from fastmcp.exceptions import NotFoundError, ToolError, ValidationError
-from fastmcp.server.middleware import Middleware
 from pydantic import ValidationError as PydanticValidationError
 
 from app.errors import InvalidArgument
+from app.middleware.dispatch import TypedMiddleware
 
 logger = logging.getLogger(__name__)
 
 MAX_VALIDATION_ISSUES = 5
 
 
-class ErrorBoundaryMiddleware(Middleware):
+class ErrorBoundaryMiddleware(TypedMiddleware):
     """Outermost layer: turns every exception from a tool call into a safe tool error.
 
     Example:

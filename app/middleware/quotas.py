@@ -20,12 +20,13 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from app.capability_policy import NO_UPSTREAM, CapabilityPolicy, Quota, UpstreamLimits
 from app.auth.principal import PrincipalProvider
 from app.errors import CapabilityDenied, deny
+from app.middleware.dispatch import TypedMiddleware
 
 Clock = Callable[[], float]
 MAX_TRACKED_BUCKETS = 10_000
@@ -190,7 +191,7 @@ async def _acquire(semaphore: asyncio.Semaphore, deadline: float) -> bool:
     return True
 
 
-class QuotaMiddleware(Middleware):
+class QuotaMiddleware(TypedMiddleware):
     """Applies rate limits, then holds an upstream concurrency slot around the call.
 
     Args:

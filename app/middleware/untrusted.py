@@ -16,9 +16,11 @@ import json
 from typing import Any
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from mcp_types import Annotations, TextContent
+
+from app.middleware.dispatch import TypedMiddleware
 
 UNTRUSTED = "untrusted-third-party"
 TRUST_FIELD = "content_trust"
@@ -42,7 +44,7 @@ def untrusted_result(structured: dict[str, Any]) -> ToolResult:
     return ToolResult(content=[block], structured_content=payload)
 
 
-class UntrustedOutputMiddleware(Middleware):
+class UntrustedOutputMiddleware(TypedMiddleware):
     """Marks the results of `tools` as untrusted third-party data.
 
     Args:

@@ -9,7 +9,7 @@ from fastmcp import Client
 
 from app.capability_policy import load_policy
 from app.middleware.quotas import QuotaExceeded, RateLimiter, UpstreamSlots
-from tests.support.stack import FakeClock, Stack, policy_with
+from tests.support.stack import DELETE, FakeClock, Stack, policy_with
 
 SQL = {"sql": "select 1"}
 
@@ -142,6 +142,7 @@ class TestFairShare:
     """Issue 13, finding 7: one reader must not hold every slot of an upstream."""
 
     def _slots(self, **postgres) -> UpstreamSlots:
+        postgres.setdefault("max_per_principal", DELETE)  # the default share: half
         return UpstreamSlots(policy_with({"upstreams": {"postgres": postgres}}).upstreams, wait_s=0.01)
 
     async def test_one_principal_holds_at_most_half_and_another_still_gets_a_slot(self):
