@@ -1,6 +1,14 @@
-# The MCP server image. Its digest is measured into the CCE policy, so keep it reproducible:
-# pinned base, pinned dependencies (pyproject.toml), no secrets, nothing fetched at run time.
-FROM python:3.11-slim-bookworm
+# The MCP server image. Its digest is measured into the CCE policy, and the release key is bound to
+# that measurement, so the same commit must give the same image (docs/ci.md, "Reproducible image"):
+# - the base is a stack setting pinned by digest (no default: a build without it fails);
+# - every Python package comes from a hashed lock file, then the project itself with --no-deps;
+# - SOURCE_DATE_EPOCH is required: it fixes wheel and .pyc timestamps (checked-hash .pyc), and
+#   BuildKit's rewrite-timestamp clamps every file's mtime to it;
+# - no secrets, nothing fetched at run time, and the server runs as a non-root user.
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+
+ARG SOURCE_DATE_EPOCH
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -8,11 +16,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY app/ app/
-COPY policy/__init__.py policy/release_policy.py app/capabilities.toml policy/
-RUN pip install . && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp
+COPY requirements/build.txt requirements/runtime.txt requirements/
+RUN test -n "${SOURCE_DATE_EPOCH}" || { echo "build arg SOURCE_DATE_EPOCH is required" >&2; exit 1; } \
+ && pip install --require-hashes --no-deps -r requirements/build.txt \
+ && pip install --require-hashes --no-deps -r requirements/runtime.txt
 
-USER 10001
-EXPOSE 8080
+COPY pyproject.toml ./
+COPY app/ app/
+COPY policy/__init__.py policy/release_policy.py policy/
+# A fixed passwd line instead of useradd, whose /etc/shadow entry carries the build day.
+RUN pip install --no-deps --no-build-isolation --no-index . \
+ && rm -rf build ./*.egg-info \
+ && echo "mcp:x:10001:10001::/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "mcp:x:10001:" >> /etc/group
+
+USER 10001:10001
+# TEE mode serves HTTPS on 443 (the port comes from the app's config, not from this file).
+EXPOSE 443
 ENTRYPOINT ["mcp-tee", "serve", "--host", "0.0.0.0"]

@@ -20,6 +20,9 @@ KNOWN_UPSTREAMS = frozenset({"github", "postgres", "webhook", "attestation", "no
 NO_UPSTREAM = "none"
 
 _TOP_KEYS = frozenset({"global", "upstreams", "tools"})
+_OPTIONAL_TOP_KEYS = frozenset({"refusals", "sessions"})
+_REFUSAL_KEYS = frozenset({"per_principal_per_minute", "burst", "global_per_minute", "global_burst"})
+_SESSION_KEYS = frozenset({"max_open_per_principal", "opens_per_principal_per_minute", "burst"})
 _UPSTREAM_KEYS = frozenset({"max_concurrency", "breaker_failures", "breaker_cooldown_s", "timeout_s"})
 _OPTIONAL_UPSTREAM_KEYS = frozenset({"queue_s", "max_per_principal"})
 DEFAULT_QUEUE_S = 0.25
@@ -63,6 +66,32 @@ class UpstreamLimits:
 
 
 @dataclass(frozen=True)
+class RefusalBudget:
+    """What refused calls may cost before the caller is refused outright (and its records summarised).
+
+    Args:
+        per_principal: Each principal's budget of refused calls.
+        overall: All principals' refused calls together.
+    """
+
+    per_principal: Quota = Quota(per_minute=30, burst=20)
+    overall: Quota = Quota(per_minute=300, burst=100)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """MCP sessions (2025-11-25 `initialize`) per principal.
+
+    Args:
+        max_open_per_principal: Open sessions one principal may hold; the next `initialize` is refused.
+        opens: How fast one principal may open sessions.
+    """
+
+    max_open_per_principal: int = 32
+    opens: Quota = Quota(per_minute=30, burst=10)
+
+
+@dataclass(frozen=True)
 class ToolPolicy:
     """What one tool is: its class, required scopes, confirmation, upstream and quota."""
 
@@ -88,6 +117,8 @@ class CapabilityPolicy:
     global_quota: Quota
     upstreams: dict[str, UpstreamLimits]
     tools: dict[str, ToolPolicy]
+    refusals: RefusalBudget = RefusalBudget()
+    sessions: SessionLimits = SessionLimits()
 
     def tool(self, name: str) -> ToolPolicy | None:
         """The tool's policy, or None when the tool is not declared (and so never exposed)."""
@@ -192,13 +223,39 @@ def parse_policy(text: str, source: str = "<string>") -> CapabilityPolicy:
 
 def policy_from_mapping(raw: Any, source: str = "<mapping>") -> CapabilityPolicy:
     """Validate an already-parsed policy document (the TOML's tables as dicts); raises `PolicyError`."""
-    top = _table(source, "top level", raw, _TOP_KEYS, _TOP_KEYS)
+    top = _table(source, "top level", raw, _TOP_KEYS | _OPTIONAL_TOP_KEYS, _TOP_KEYS)
     global_quota = _quota(source, "[global]", top["global"], "per_minute")
     if not isinstance(top["upstreams"], dict) or not isinstance(top["tools"], dict) or not top["tools"]:
         _reject(source, "[upstreams]/[tools]", "must be non-empty tables")
     upstreams = {name: _upstream(source, name, value) for name, value in top["upstreams"].items()}
     tools = {name: _tool(source, name, value, upstreams) for name, value in top["tools"].items()}
-    return CapabilityPolicy(source=source, global_quota=global_quota, upstreams=upstreams, tools=tools)
+    return CapabilityPolicy(source=source, global_quota=global_quota, upstreams=upstreams, tools=tools,
+                            refusals=_refusals(source, top.get("refusals")),
+                            sessions=_sessions(source, top.get("sessions")))
+
+
+def _refusals(source: str, raw: Any) -> RefusalBudget:
+    if raw is None:
+        return RefusalBudget()
+    table = _table(source, "[refusals]", raw, _REFUSAL_KEYS, _REFUSAL_KEYS)
+    return RefusalBudget(
+        per_principal=_quota(source, "[refusals]", {key: table[key] for key in ("per_principal_per_minute", "burst")},
+                             "per_principal_per_minute"),
+        overall=Quota(per_minute=_number(source, "[refusals].global_per_minute", table["global_per_minute"]),
+                      burst=int(_number(source, "[refusals].global_burst", table["global_burst"], integer=True))),
+    )
+
+
+def _sessions(source: str, raw: Any) -> SessionLimits:
+    if raw is None:
+        return SessionLimits()
+    table = _table(source, "[sessions]", raw, _SESSION_KEYS, _SESSION_KEYS)
+    return SessionLimits(
+        max_open_per_principal=int(_number(source, "[sessions].max_open_per_principal",
+                                           table["max_open_per_principal"], integer=True)),
+        opens=_quota(source, "[sessions]", {key: table[key] for key in ("opens_per_principal_per_minute", "burst")},
+                     "opens_per_principal_per_minute"),
+    )
 
 
 def load_policy(path: str | Path | None = None) -> CapabilityPolicy:

@@ -12,6 +12,7 @@ from app.urls import UntrustedUrl, require_https_or_loopback
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_PORT = 8080
+DEFAULT_LOCAL_SCOPES = "mcp:read,mcp:write"
 TEE_MODE = "tee"
 ENV_MODE = "env"
 _MODES = frozenset({ENV_MODE, TEE_MODE})
@@ -37,6 +38,10 @@ class Settings:
     upstream_timeout_s: float = 10.0
     confirmation_timeout_s: float = 120.0
     db_statement_timeout_ms: int = 5000
+    attestation_per_second: float = 5.0
+    attestation_per_source_per_minute: float = 30.0
+    # Scopes of the local principal, who is every caller when auth is off (loopback, or stdio).
+    local_scopes: frozenset[str] = frozenset(DEFAULT_LOCAL_SCOPES.split(","))
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -89,11 +94,19 @@ def load_settings(
         capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
         upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
         confirmation_timeout_s=_float(env, "MCP_CONFIRMATION_TIMEOUT_S", 120.0),
+        attestation_per_second=_float(env, "MCP_ATTESTATION_PER_SECOND", 5.0),
+        attestation_per_source_per_minute=_float(env, "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE", 30.0),
+        local_scopes=frozenset(scope.strip() for scope in (env.get("MCP_LOCAL_SCOPES") or DEFAULT_LOCAL_SCOPES)
+                               .split(",") if scope.strip()),
     )
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")
     if settings.transport == "stdio" and settings.audit_log == "-":
         raise ConfigError("--transport stdio owns stdout: set MCP_AUDIT_LOG to a file path")
+    if settings.transport == "stdio" and settings.auth is not None:
+        # stdio carries no bearer token: with auth on, every call would be refused without a word.
+        raise ConfigError("--transport stdio is local and single-user and carries no bearer token: unset "
+                          "MCP_AUTH_ISSUER; calls then run as the local principal with MCP_LOCAL_SCOPES")
     return settings
 
 

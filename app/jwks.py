@@ -21,8 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import httpx
-
 from app.urls import require_https_or_loopback
 
 MAX_JWKS_BYTES = 256 * 1024
@@ -113,6 +111,8 @@ class JwksCache:
     def key(self, url: str, kid: str) -> Any:
         """The key for `kid` from `url`'s JWKS, fetching when unknown or stale (blocking)."""
         self._check(url)
+        import httpx  # here, not at the top: it costs a CLI that never fetches (verify-token's refusals) 0.3 s
+
         failure = None
         if self._needs_fetch(url, kid):
             self._fetched_at[url] = self._clock()
@@ -131,6 +131,8 @@ class JwksCache:
     async def key_async(self, url: str, kid: str) -> Any:
         """Async twin of :meth:`key`; concurrent callers share one in-flight fetch per URL."""
         self._check(url)
+        import httpx
+
         failure = None
         inflight = self._inflight.get(url)
         if inflight is None and self._needs_fetch(url, kid):
@@ -153,6 +155,8 @@ class JwksCache:
         if urlsplit(url).scheme == "file":
             self._store(url, 200, await asyncio.to_thread(self._read_file, url))
             return
+        import httpx
+
         async with httpx.AsyncClient(**self._client_options()) as client:
             response = await client.get(url)
         self._store(url, response.status_code, response.content)

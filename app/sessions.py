@@ -7,7 +7,10 @@ in a header, and newer protocol versions let clients pick it) gives a different
 caller only an empty session of their own. State lives in memory only and is
 bounded (an LRU cap on sessions, a TTL on credentials, swept on access), so a
 client that opens sessions in a loop cannot grow it without limit. A nonce is
-single-use per session: a replayed nonce is refused, not re-attested.
+single-use per session, and per principal across sessions and attested
+channels (on MCP 2026-07-28 each attestation may mint a new channel, so a
+per-session set alone would let a nonce be attested twice): a replayed nonce
+is refused, not re-attested.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from app.wire.credentials import MAX_CREDENTIAL_TTL_S
 
 MAX_SESSIONS = 1024
 MAX_NONCES_PER_SESSION = 64
+MAX_REMEMBERED_NONCES = 16_384
 SWEEP_INTERVAL_S = 1.0
 
 
@@ -78,6 +82,7 @@ class SessionRegistry:
         self._sessions: OrderedDict[str, McpSession] = OrderedDict()
         self._lock = threading.Lock()
         self._next_sweep = 0.0
+        self._principal_nonces: OrderedDict[str, None] = OrderedDict()  # bounded: oldest forgotten first
 
     def get(self, session_id: str) -> McpSession:
         """The session's state, created (with a fresh X25519 key) on first use."""
@@ -112,12 +117,16 @@ class SessionRegistry:
     def consume_nonce(self, session_id: str, nonce: str) -> McpSession:
         """Mark `nonce` used in this session; a reused nonce is refused."""
         session = self.get(session_id)
+        owned_nonce = session_key(session_id.partition(_OWNER_SEPARATOR)[0], nonce)
         with self._lock:
-            if nonce in session.used_nonces:
+            if nonce in session.used_nonces or owned_nonce in self._principal_nonces:
                 raise InvalidArgument("this nonce was already used in this session; send a fresh one")
             if len(session.used_nonces) >= MAX_NONCES_PER_SESSION:
                 raise InvalidArgument("too many attestations in this session; open a new session")
             session.used_nonces.add(nonce)
+            self._principal_nonces[owned_nonce] = None
+            if len(self._principal_nonces) > MAX_REMEMBERED_NONCES:
+                self._principal_nonces.popitem(last=False)
         return session
 
     def add_credential(self, session_id: str, kind: str, value: str, ttl_s: float) -> SessionCredential:

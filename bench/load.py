@@ -36,6 +36,14 @@ LOAD_POLICY = """
 per_minute = 100000
 burst = 2000
 
+# The run measures quotas, not the refusal budget: every session's quota denials stay within its own
+# refusal burst, and the server-wide refusal budget is out of the way.
+[refusals]
+per_principal_per_minute = 60
+burst = 40
+global_per_minute = 1000000
+global_burst = 100000
+
 [upstreams.github]
 max_concurrency = 32
 breaker_failures = 20

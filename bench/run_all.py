@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import channel  # noqa: E402
 import goals  # noqa: E402
 import latency  # noqa: E402
 import pool  # noqa: E402
@@ -28,8 +29,8 @@ except ImportError:
     startup = None
 
 RESULTS = report.ROOT / "bench" / "results" / "bench.json"
-FULL = {"latency": 400, "pool": 300, "saturation": 4.0, "verifier": 200, "tee_startup": 5, "startup": 5}
-QUICK = {"latency": 60, "pool": 60, "saturation": 1.5, "verifier": 40, "tee_startup": 2, "startup": 2}
+FULL = {"latency": 400, "pool": 300, "saturation": 4.0, "verifier": 200, "tee_startup": 5, "channel": 200, "startup": 5}
+QUICK = {"latency": 60, "pool": 60, "saturation": 1.5, "verifier": 40, "tee_startup": 2, "channel": 30, "startup": 2}
 
 
 def _startup(samples: int) -> dict:
@@ -44,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     stages = {"latency": latency.run, "pool": pool.run, "saturation": saturation.run, "verifier": verifier.run,
-              "tee_startup": tee_startup.run}
+              "tee_startup": tee_startup.run, "channel": channel.run}
     if startup is not None:
         stages["startup"] = _startup
     results = {"machine_before": report.machine()}

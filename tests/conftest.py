@@ -63,6 +63,10 @@ def roomy_policy(tmp_path_factory) -> Path:
     """The packaged policy with quotas and breaker thresholds raised, so functional suites never trip them."""
     document = policy_document()
     document["global"].update(per_minute=1_000_000, burst=100_000)
+    document["refusals"].update(per_principal_per_minute=1_000_000, burst=100_000, global_per_minute=1_000_000,
+                                global_burst=100_000)
+    document["sessions"].update(max_open_per_principal=100_000, opens_per_principal_per_minute=1_000_000,
+                                burst=100_000)
     for upstream in document["upstreams"].values():
         upstream["breaker_failures"] = 100_000
     for tool in document["tools"].values():

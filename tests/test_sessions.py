@@ -35,6 +35,13 @@ class TestSessionRegistry:
         with pytest.raises(InvalidArgument, match="already used"):
             sessions.consume_nonce("a", "n" * 20)
 
+    def test_a_nonce_is_single_use_per_principal_across_sessions_and_channels(self):
+        registry = SessionRegistry()
+        registry.consume_nonce(session_key("alice", "session-1"), "n" * 32)
+        with pytest.raises(InvalidArgument, match="already used"):
+            registry.consume_nonce(session_key("alice", "channel:minted-later"), "n" * 32)
+        registry.consume_nonce(session_key("bob", "channel:his-own"), "n" * 32)  # another principal's nonce space
+
     def test_credentials_expire_and_stay_in_their_session(self):
         clock = Clock()
         sessions = SessionRegistry(clock=clock)

@@ -3,13 +3,17 @@
 Threat model: over HTTP, TLS authenticates an endpoint, not the code behind it.
 A hostile operator, a man in the middle or a swapped deployment can answer
 instead of the attested server, or change the tool list after it was attested.
-So, on the same MCP session the tools will run on, this client:
+So, before any credential: :func:`app.agent.channel.attest_channel` verifies
+the server over its pre-auth route and pins the TLS key the attestation binds
+(an ``http://`` URL cannot be pinned and never verifies). Then, with the bearer
+token on that pinned channel only, on the same MCP session the tools will run on:
 
 1. lists the tools and digests them (``runtime_data.tools_digest``);
 2. sends a fresh 32-byte nonce to ``attestation_status``;
 3. verifies the MAA token against the issuer and hostdata *we* trust (never
    ones the server names), then checks that the signed ``x-ms-runtime`` binds
-   our nonce, the ``session_pub`` the response advertised, and our digest.
+   our nonce, the ``session_pub`` the response advertised, our digest, and
+   the pinned TLS key.
 
 Until that succeeds every call raises :class:`NotVerified`. Verification goes
 stale, and is redone before the next call, when the server's session id
@@ -29,21 +33,19 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx2
-import jwt
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from app.agent.channel import CHANNEL_CHECK, AttestedChannel, attest_channel, check_trusted_issuer
 from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
 from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
-from app.attestation.maa_keys import require_trusted_url
-from app.urls import same_url
 from app.wire.runtime_data import b64url, b64url_decode, tools_digest
 from app.wire.session_seal import seal_to_session
 from app.attestation.verifier import check_maa_token, verify_maa_token
-from app.attestation.errors import UntrustedIssuerUrl
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, credential_payload
+from app.wire.tls_binding import TLS_SPKI_FIELD
 
 ATTESTATION_TOOL = "attestation_status"
 CREDENTIALS_TOOL = "provide_session_credentials"
@@ -72,31 +74,15 @@ def _text_of(result: types.CallToolResult) -> str:
     return " ".join(text.split())[:MAX_ERROR_CHARS]
 
 
-def _unverified_issuer(token: str) -> str | None:
-    """The token's ``iss`` before verification: only to explain a refusal, never to decide trust."""
-    try:
-        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-    except jwt.PyJWTError:
-        return None
-    return issuer if isinstance(issuer, str) else None
-
-
-def _is_dev_issuer(url: str) -> bool:
-    """An http issuer that the URL rules accept can only be a loopback one: the emulator."""
-    try:
-        require_trusted_url(url, "issuer")
-    except UntrustedIssuerUrl:
-        return False
-    return urlsplit(url).scheme == "http"
-
-
 class AttestedSession:
     """Connect, verify the server's attestation, then expose ``call_tool`` on the same MCP session.
 
     Args:
         url: The server's streamable-HTTP MCP URL (``.../mcp``).
         trust: Expected hostdata and trusted issuer (:class:`TrustPolicy`).
-        headers: Extra HTTP headers (e.g. ``Authorization: Bearer ...`` for the server's inbound auth).
+        headers: Extra HTTP headers; never ``Authorization`` (use ``bearer_token``).
+        bearer_token: The server's inbound-auth token; sent only on the attested, pinned channel.
+        channel: An already attested channel to reuse (default: attest one while entering).
         verify_on_enter: Verify while entering (default); if False, call :meth:`verify` yourself.
         clock: Wall-clock seconds (injectable to test expiry).
         timeout_s: HTTP timeout.
@@ -109,11 +95,16 @@ class AttestedSession:
     """
 
     def __init__(self, url: str, *, trust: TrustPolicy, headers: Mapping[str, str] | None = None,
+                 bearer_token: str | None = None, channel: AttestedChannel | None = None,
                  verify_on_enter: bool = True, clock: Callable[[], float] = time.time,
                  timeout_s: float = DEFAULT_TIMEOUT_S, **session_options: Any) -> None:
+        if any(name.lower() == "authorization" for name in headers or {}):
+            raise ValueError("pass the token as bearer_token=, so it travels only on the attested channel")
         self.url = url
         self.trust = trust
         self._headers = dict(headers or {})
+        self._bearer_token = bearer_token
+        self.channel = channel
         self._verify_on_enter = verify_on_enter
         self._clock = clock
         self._timeout_s = timeout_s
@@ -130,8 +121,7 @@ class AttestedSession:
     async def __aenter__(self) -> AttestedSession:
         stack = AsyncExitStack()
         try:
-            http = await stack.enter_async_context(httpx2.AsyncClient(
-                headers=self._headers, timeout=self._timeout_s, event_hooks={"response": [self._saw_response]}))
+            http = await stack.enter_async_context(await self._http_client())
             read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
             self._session = await stack.enter_async_context(ClientSession(read, write, **self._session_options))
             self._init = await self._session.initialize()
@@ -143,6 +133,18 @@ class AttestedSession:
             await stack.aclose()
             raise
         return self
+
+    async def _http_client(self) -> httpx2.AsyncClient:
+        """A pinned client on an attested channel; plain HTTP only as a transport that can never verify."""
+        options: dict[str, Any] = dict(headers=self._headers, timeout=self._timeout_s,
+                                       event_hooks={"response": [self._saw_response]})
+        if urlsplit(self.url).scheme != "https":
+            if self._bearer_token is not None:
+                options["headers"] = {**self._headers, "Authorization": f"Bearer {self._bearer_token}"}
+            return httpx2.AsyncClient(**options)
+        if self.channel is None:
+            self.channel = await attest_channel(self.url, self.trust, timeout_s=self._timeout_s, clock=self._clock)
+        return self.channel.http_client(bearer=self._bearer_token, **options)
 
     async def __aexit__(self, *exc: object) -> None:
         self._verified = None
@@ -174,6 +176,8 @@ class AttestedSession:
             self.verifications += 1
             report = VerificationReport(url=self.url, warnings=[*transport_warnings(self.url),
                                                                  *[w for w in (self.trust.warning,) if w]])
+            if self.channel is not None:
+                report.checks.extend(self.channel.report.checks)
             server = self._init.server_info if self._init else None
             report.passed("connect", f"{server.name} {server.version}" if server else "initialized")
             try:
@@ -214,17 +218,8 @@ class AttestedSession:
         return {**attestation, "audit_public_key": status.get("audit_public_key")}
 
     def _check_issuer(self, report: VerificationReport, token: str) -> None:
-        issuer = _unverified_issuer(token)
-        if issuer is not None and same_url(issuer, self.trust.issuer):
-            report.passed("trusted_issuer", self.trust.issuer + (" (development issuer, NOT A TEE)" if self.trust.dev_issuer
-                                                         else ""))
-            return
-        if issuer is not None and _is_dev_issuer(issuer) and not self.trust.dev_issuer:
-            report.failed("trusted_issuer", f"the token comes from development issuer {issuer} (the emulator, NOT A TEE); "
-                                    "refusing it without --trust-dev-issuer")
-        else:
-            report.failed("trusted_issuer", f"the token's issuer {str(issuer)[:100]} is not the trusted {self.trust.issuer}")
-        raise _CheckFailed
+        if not check_trusted_issuer(report, self.trust, token):
+            raise _CheckFailed
 
     def _verify_token(self, token: str, nonce: str) -> tuple[list[Any], dict[str, Any] | None]:
         """Blocking (JWKS fetch): the per-check results, and the claims when every check passed."""
@@ -255,6 +250,7 @@ class AttestedSession:
         session_pub = self._check_session_pub(report, signed, attestation["runtime"])
         self._check_tools_digest(report, signed, digest)
         self._check_audit_key(report, signed, attestation.get("audit_public_key"))
+        self._check_channel(report, signed)
         return _Verified(session_id=self._latest_session_id, session_pub=session_pub, tools_digest=digest,
                          tool_names=frozenset(report.tools), expires_at=float(claims["exp"]))
 
@@ -269,6 +265,18 @@ class AttestedSession:
             raise _CheckFailed
         report.audit_public_key = signed_key
         report.passed("audit_key", f"audit checkpoints are signed by {signed_key[:16]}… (bound into the attestation)")
+
+    def _check_channel(self, report: VerificationReport, signed: Mapping[str, Any]) -> None:
+        """Last, after the content checks: this session's token must bind the pinned TLS key too."""
+        if self.channel is None:
+            report.failed(CHANNEL_CHECK, "plain HTTP: nothing binds this connection to the TEE; use https://")
+            raise _CheckFailed
+        bound = signed.get(TLS_SPKI_FIELD)
+        if not isinstance(bound, str) or not hmac.compare_digest(bound, self.channel.spki_sha256):
+            report.failed(CHANNEL_CHECK, "this session's attestation binds another TLS key than the pinned one")
+            raise _CheckFailed
+        report.tls_spki_sha256 = bound
+        report.passed(CHANNEL_CHECK, "this session's attestation binds the pinned TLS key")
 
     def _check_session_pub(self, report: VerificationReport, signed: Mapping[str, Any],
                            advertised: Mapping[str, Any]) -> str:

@@ -36,3 +36,16 @@ class ToolNotAttested(AgentError):
 
 class CredentialRefused(AgentError):
     """The server refused the sealed session credentials (its reason is in the message)."""
+
+
+class ChannelNotAttested(AgentError):
+    """The TLS connection does not end at the attested key: nothing (no token, no tool call) was sent on it.
+
+    Args:
+        message: What did not match.
+        report: The checks that ran, ending in the ✗ ``tls_channel`` line, when there is one.
+    """
+
+    def __init__(self, message: str, report: VerificationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report

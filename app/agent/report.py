@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.attestation.verifier import check_label
 from app.urls import is_loopback_host
 
 PASS, FAIL = "✓", "✗"
@@ -58,6 +59,7 @@ class VerificationReport:
     tools_digest: str | None = None
     session_pub: str | None = None
     audit_public_key: str | None = None
+    tls_spki_sha256: str | None = None
     expires_at: int | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -83,7 +85,8 @@ class VerificationReport:
     def render(self) -> str:
         """Human-readable lines: warnings, one line per check, hostdata, tools and the verdict."""
         lines = [f"mcp-tee agent → {self.url}", *self.warnings]
-        lines += [f"{PASS if c.ok else FAIL} {c.name}" + (f": {c.detail}" if c.detail else "") for c in self.checks]
+        lines += [f"{PASS if c.ok else FAIL} {check_label(c.name)}" + (f": {c.detail}" if c.detail else "")
+                  for c in self.checks]
         lines.append(f"hostdata: {self.hostdata or '(unverified)'}")
         lines.append(f"tools: {', '.join(self.tools) if self.tools else '(none listed)'}")
         verdict = "VERIFIED" if self.verified else NOT_ATTESTED.upper() if not self.attested else "REFUSED"

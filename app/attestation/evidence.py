@@ -1,12 +1,15 @@
-"""TEE-mode evidence for `attestation_status`: a fresh MAA token binding nonce, session key and tools.
+"""TEE-mode evidence: a fresh MAA token binding nonce, session key, tools, audit key and TLS key.
 
 Threat model: `running_in_tee: true` is a claim a client will act on (it sends
 user credentials next). So it is made only when the SKR sidecar produced an
 MAA token *for this request* and that token verified against the configured
 issuer's keys: RS256, issuer, lifetime, SEV-SNP claims, not debuggable,
-compliance, and runtime data binding {nonce, session_pub, tools_digest}.
-The server cannot know which hostdata its relying party expects; it reports
-the measured hostdata and the agent pins it. A nonce is single-use per session.
+compliance, and runtime data binding {nonce, session_pub, tools_digest,
+audit_pub, tls_spki_sha256}. The server cannot know which hostdata its relying
+party expects; it reports the measured hostdata and the agent pins it. A nonce
+is single-use per attested channel. The pre-auth route's evidence
+(:meth:`TeeAttestation.public_evidence`) binds no session key: it carries
+nothing of any principal, only what lets a client pin the TLS key first.
 """
 
 from __future__ import annotations
@@ -56,43 +59,72 @@ class TeeAttestation:
         sessions: Per-MCP-session keys and used nonces.
         issuer: The MAA issuer URL whose `/certs` keys sign genuine tokens.
         audit_pub: The audit log's public key, bound into every token's runtime data.
+        tls_spki_sha256: The SPKI hash of the TLS key this process serves with, bound likewise.
     """
 
-    def __init__(self, runtime: TeeRuntime, sessions: NonceLedger, issuer: str, audit_pub: str) -> None:
+    def __init__(self, runtime: TeeRuntime, sessions: NonceLedger, issuer: str, audit_pub: str,
+                 tls_spki_sha256: str) -> None:
         self._runtime = runtime
         self._sessions = sessions
         self._issuer = issuer
         self._audit_pub = audit_pub
+        self._tls_spki_sha256 = tls_spki_sha256
         self._jwks = maa_jwks_cache()
 
-    async def evidence(self, *, nonce: str | None, session_id: str, tools_digest: str) -> dict[str, Any]:
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    async def public_evidence(self, *, nonce: str, tools_digest: str) -> dict[str, Any]:
+        """The pre-auth route's answer: a verified token binding nonce, tools, audit key and TLS key.
+
+        Raises:
+            ValueError: a malformed nonce.
+            SidecarError: the sidecar failed, or the token it returned does not verify.
+        """
+        runtime = runtime_claims(nonce, None, tools_digest, self._audit_pub, tls_spki_sha256=self._tls_spki_sha256)
+        token = await self._runtime.attest(runtime)
+        if await self._verified_hostdata(token, runtime) is None:
+            raise SidecarError("attest", "the attestation token failed verification")
+        return {"token": token, "runtime": runtime, "issuer": self._issuer,
+                "maa_endpoint": self._runtime.config.maa_endpoint}
+
+    async def _verified_hostdata(self, token: str, runtime: dict[str, str]) -> str | None:
+        """Verify our own token before vouching for it; the hostdata when it holds, None otherwise."""
+        try:
+            claims = await verify_maa_token_async(
+                token, issuer=self._issuer, expected_hostdata=_unverified_hostdata(token), nonce=runtime["nonce"],
+                expected_runtime=runtime, jwks_cache=self._jwks,
+            )
+        except (AttestationError, jwt.PyJWTError, ValueError) as exc:  # a malformed token fails closed too
+            logger.warning("own attestation token failed verification: %s", getattr(exc, "check", "malformed"))
+            return None
+        return str(claims[HOSTDATA_CLAIM])
+
+    async def evidence(self, *, nonce: str | None, session_id: str | None, tools_digest: str) -> dict[str, Any]:
         base: dict[str, Any] = {"running_in_tee": False, "tee_type": TEE_TYPE, "attestation": None,
                                 "tee_steps": self._runtime.status()}
         if nonce is None:
             return {**base, "attestation_error": "TEE mode attests per request: call attestation_status(nonce=...)"}
+        if session_id is None:  # Fail closed: a key must belong to a session or an attested channel.
+            raise InvalidArgument("no MCP session and no attested channel to bind the evidence to")
         session = self._sessions.consume_nonce(session_id, nonce)
-        session_pub = session.key.public_b64url
-        runtime = runtime_claims(nonce, session_pub, tools_digest, self._audit_pub)
+        runtime = runtime_claims(nonce, session.key.public_b64url, tools_digest, self._audit_pub,
+                                 tls_spki_sha256=self._tls_spki_sha256)
         try:
-            token = await self._runtime.attest(nonce, session_pub, tools_digest, self._audit_pub)
+            token = await self._runtime.attest(runtime)
         except ValueError as exc:
             raise InvalidArgument(f"nonce refused: {exc}") from None
         except SidecarError as exc:
             return {**base, "tee_steps": self._runtime.status(), "attestation_error": f"attest failed: {exc.detail}"}
-        try:
-            claims = await verify_maa_token_async(
-                token, issuer=self._issuer, expected_hostdata=_unverified_hostdata(token), nonce=nonce,
-                expected_runtime=runtime, jwks_cache=self._jwks,
-            )
-        except (AttestationError, jwt.PyJWTError, ValueError) as exc:  # a malformed token fails closed too
-            check = getattr(exc, "check", "malformed")
-            logger.warning("own attestation token failed verification: %s", check)
-            return {**base, "attestation_error": f"the attestation token failed verification ({check})"}
+        hostdata = await self._verified_hostdata(token, runtime)
+        if hostdata is None:
+            return {**base, "attestation_error": "the attestation token failed verification"}
         session.attested = True
         return {
             **base,
             "running_in_tee": True,
-            "hostdata": claims[HOSTDATA_CLAIM],
+            "hostdata": hostdata,
             "attestation": {
                 "token": token,
                 "issuer": self._issuer,

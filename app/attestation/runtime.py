@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.wire.runtime_data import canonical_json, runtime_claims, validate_nonce
+from app.wire.runtime_data import canonical_json, validate_nonce
 from app.attestation.sidecar import SidecarClient, SidecarError, rsa_private_key_from_jwk
 
 logger = logging.getLogger(__name__)
@@ -139,16 +139,16 @@ class TeeRuntime:
         self.record("key_release", True)
         return key
 
-    async def attest(self, nonce: str, session_pub: str, tools_digest: str, audit_pub: str | None = None) -> str:
-        """Return a fresh MAA token whose runtime data binds ``nonce``, ``session_pub`` and ``tools_digest``.
+    async def attest(self, runtime: Mapping[str, str]) -> str:
+        """Return a fresh MAA token whose runtime data is ``runtime`` (see ``runtime_data.runtime_claims``).
 
         Raises:
             ValueError: the nonce is missing, too long or not printable ASCII.
             SidecarError: the sidecar refused or was unreachable (also recorded as step ``attest``).
         """
-        runtime = runtime_claims(validate_nonce(nonce), session_pub, tools_digest, audit_pub)
+        validate_nonce(runtime.get("nonce"))
         try:
-            token = await self._sidecar.attest_maa(self.config.maa_endpoint, canonical_json(runtime))
+            token = await self._sidecar.attest_maa(self.config.maa_endpoint, canonical_json(dict(runtime)))
         except SidecarError as exc:
             self.record("attest", False, exc.detail)
             raise

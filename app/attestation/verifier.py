@@ -211,6 +211,15 @@ _CLAIM_CHECKS: tuple[tuple[str, _Check, Callable[[_Expectations], bool]], ...] =
     ("reportdata", _check_reportdata, lambda e: True),
 )
 
+# How a check reads on a ✓/✗ line where its stable name (kept in JSON) would read as its opposite.
+CHECK_LABELS = {"expired": "not expired", "not_yet_valid": "already valid", "debuggable": "not debuggable",
+                "jku": "jku is the issuer's"}
+
+
+def check_label(name: str) -> str:
+    """The human wording of check `name` for report lines."""
+    return CHECK_LABELS.get(name, name)
+
 
 def _claim_checks(claims: Mapping[str, Any], exp: _Expectations, *, collect: bool) -> list[CheckResult]:
     results: list[CheckResult] = []

@@ -8,6 +8,17 @@ records, and at shutdown, a checkpoint line signs `(seq, prev)` with a key only 
 edit. The shutdown checkpoint is marked `final`; a log that does not end with one was truncated or
 its writer crashed. Records are hashed on the caller's thread (cheap) and written by a background
 thread, so a slow disk never blocks a tool call; `close()` drains and fsyncs everything.
+
+A writer that dies mid-write leaves a torn last line (or, from an older writer, one longer than
+`MAX_RECORD_BYTES`). Start-up then cuts the file back to the last valid record and says so in the
+new run's `open` record (`recovered`: bytes cut, their SHA-256, the last kept `seq`), so the cut
+is itself chained and signed and `audit verify` reports it. Only the last line is ever cut: if the
+record before it is not valid either, the log is damaged, not torn, and start-up still refuses.
+
+The chain alone cannot show that a log was cut back to an earlier run's final checkpoint: what is
+left is intact and ends signed, and in TEE mode every run signs with the same key. So `signed_head`
+writes a checkpoint on demand and returns it (`attestation_status` reports it); an auditor who
+keeps the latest such head outside the host can later demand it with `audit verify --expect-head`.
 """
 
 from __future__ import annotations
@@ -21,12 +32,15 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, Callable, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 GENESIS = "0" * 64
+# No record this writer makes comes near this (fields are clipped); a longer last line is torn.
+MAX_RECORD_BYTES = 1_048_576
+_SCAN_CHUNK = 65_536
 DEFAULT_CHECKPOINT_EVERY = 100
 STDOUT_SINK = "-"
 _STOP = object()
@@ -71,18 +85,72 @@ class AuditSigner:
         return public_key_b64(self._key.public_key())
 
 
-def _chain_head(path: Path) -> tuple[int, str]:
-    """Next `seq` and `prev` for a log file, so a new process continues an existing chain."""
-    if not path.exists() or path.stat().st_size == 0:
-        return 0, GENESIS
-    with path.open("rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 1_048_576))
-        lines = [line for line in handle.read().split(b"\n") if line.strip()]
+def _last_line_start(handle: BinaryIO, end: int) -> int:
+    """Offset where the line ending at `end` begins (scans backwards in chunks; reads no more)."""
+    position = end
+    while position > 0:
+        step = min(_SCAN_CHUNK, position)
+        handle.seek(position - step)
+        newline = handle.read(step).rfind(b"\n")
+        if newline >= 0:
+            return position - step + newline + 1
+        position -= step
+    return 0
+
+
+def _valid_record(line: bytes) -> int | None:
+    """The record's `seq` when `line` is one whole audit record, else None."""
+    if len(line) > MAX_RECORD_BYTES:
+        return None
     try:
-        return int(json.loads(lines[-1])["seq"]) + 1, line_hash(lines[-1])
-    except (IndexError, ValueError, KeyError, TypeError):
+        record = json.loads(line)
+        seq = record["seq"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _cut_from(handle: BinaryIO, start: int, end: int) -> dict[str, Any]:
+    """Truncate the file at `start`; return the size and SHA-256 of what was cut (hashed in chunks)."""
+    digest = hashlib.sha256()
+    handle.seek(start)
+    while chunk := handle.read(_SCAN_CHUNK):
+        digest.update(chunk)
+    handle.truncate(start)
+    return {"cut_bytes": end - start, "cut_sha256": digest.hexdigest()}
+
+
+def _chain_head(path: Path) -> tuple[int, str, dict[str, Any] | None]:
+    """Next `seq` and `prev` for a log file, so a new process continues an existing chain.
+
+    A torn or over-long last line is cut off; the third value then says what was cut.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return 0, GENESIS, None
+    recovered = None
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(size - 1)
+        end = size - 1 if handle.read(1) == b"\n" else size
+        start = _last_line_start(handle, end)
+        handle.seek(start)
+        last = handle.read(min(end - start, MAX_RECORD_BYTES + 1))
+        if end == size or _valid_record(last) is None:
+            recovered = _cut_from(handle, start, size)
+            end = start - 1
+            if end < 0:
+                # Fail closed: nothing valid is left to chain onto.
+                raise ValueError(f"audit log {path} holds no valid record; move it aside")
+            start = _last_line_start(handle, end)
+            handle.seek(start)
+            last = handle.read(min(end - start, MAX_RECORD_BYTES + 1))
+        seq = _valid_record(last)
+    if seq is None:
         # Fail closed: never silently start a fresh chain on top of a damaged one.
-        raise ValueError(f"audit log {path} does not end with a valid record; move it aside") from None
+        raise ValueError(f"audit log {path} does not end with a valid record; move it aside")
+    if recovered is not None:
+        recovered["last_kept_seq"] = seq
+    return seq + 1, line_hash(last), recovered
 
 
 class AuditLog:
@@ -111,16 +179,38 @@ class AuditLog:
             self._stream: TextIO = sys.stdout
             self._owns_stream = False
             self._seq, self._prev = 0, GENESIS
+            recovered = None
         else:
             path = Path(sink)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._seq, self._prev = _chain_head(path)
+            self._seq, self._prev, recovered = _chain_head(path)
             self._stream = path.open("a", encoding="utf-8")
             self._owns_stream = True
+        self._before_close: list[Callable[[], None]] = []
         self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
         self._writer.start()
+        opening: dict[str, Any] = {"type": "open", "key": signer.public_key_b64()}
+        if recovered is not None:
+            opening["recovered"] = recovered
         with self._lock:
-            self._chain({"type": "open", "key": signer.public_key_b64()})
+            self._chain(opening)
+
+    def signed_head(self) -> dict[str, Any]:
+        """Write a signed checkpoint now and return it as a head an auditor can keep: seq, line hash, record.
+
+        Example:
+            >>> head = log.signed_head()
+            >>> f"{head['seq']}:{head['sha256']}"  # what `audit verify --expect-head` takes
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("audit log is closed")
+            record = self._checkpoint(final=False)
+            return {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
+
+    def before_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (which may still `append`) when `close()` starts, before the final checkpoint."""
+        self._before_close.append(callback)
 
     def append(self, record: dict[str, Any]) -> None:
         """Chain and enqueue one record; returns at once (the disk write happens elsewhere)."""
@@ -134,6 +224,9 @@ class AuditLog:
 
     def close(self) -> None:
         """Write the final checkpoint, drain the queue, flush and fsync. Safe to call twice."""
+        callbacks, self._before_close = self._before_close, []
+        for callback in callbacks:
+            callback()
         with self._lock:
             if self._closed:
                 return
@@ -146,7 +239,7 @@ class AuditLog:
             os.fsync(self._stream.fileno())
             self._stream.close()
 
-    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> None:
+    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> dict[str, Any]:
         stamped = {"seq": self._seq, "prev": self._prev,
                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **record}
         if signed:
@@ -155,10 +248,11 @@ class AuditLog:
         self._prev = line_hash(line.encode())
         self._seq += 1
         self._queue.put(line)
+        return stamped
 
-    def _checkpoint(self, *, final: bool) -> None:
+    def _checkpoint(self, *, final: bool) -> dict[str, Any]:
         self._since_checkpoint = 0
-        self._chain({"type": "checkpoint", "final": final}, signed=True)
+        return self._chain({"type": "checkpoint", "final": final}, signed=True)
 
     def _drain(self) -> None:
         while True:

@@ -6,7 +6,18 @@ previous line (the previous line was edited); a checkpoint whose Ed25519 signatu
 under any trusted key (a forged or re-chained stretch); and a log that does not end with a `final`
 checkpoint (truncation, or a writer that never shut down cleanly: the two look the same, and both
 leave records no signature covers). A new process that continues a file whose previous writer
-crashed is reported as a warning, since the chain still proves nothing in between was removed.
+crashed is reported as a warning, since the chain still proves nothing in between was removed; so
+is a torn last line that the new process cut off at start-up (its `open` record names the bytes).
+
+Live mode (`live=True`) is for the log of a server that is still running: the records after its
+last signed checkpoint are reported as `pending` (no signature covers them yet) instead of as a
+missing final checkpoint. Everything up to that checkpoint is verified exactly as above.
+
+What the file cannot show by itself is that it was cut back to an earlier run's final checkpoint:
+the rest is intact and ends signed. An auditor who kept a later signed head outside the host (the
+`audit_head` that `attestation_status` returns: a checkpoint's `seq` and line SHA-256) passes it as
+`expect_head`; a log that ends before it was truncated, and one whose record at that `seq` hashes
+differently was rewritten.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ class VerifyResult:
         bad_line: 1-based line number of the first bad record (None when ok).
         reason: What is wrong with it.
         warnings: Problems that do not break the chain (for example an unclean restart).
+        pending: Live mode only: records after the last signed checkpoint, not yet covered by a signature.
     """
 
     ok: bool
@@ -43,6 +55,7 @@ class VerifyResult:
     bad_line: int | None = None
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    pending: int = 0
 
 
 class _Bad(Exception):
@@ -81,8 +94,26 @@ def _signed_by(record: dict[str, Any], keys: list[Ed25519PublicKey]) -> bool:
     return False
 
 
-def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str]) -> None:
-    prev_hash, prev_record = GENESIS, None
+@dataclass(frozen=True)
+class ExpectedHead:
+    """A signed head the auditor kept outside the host: a checkpoint's `seq` and its line's SHA-256."""
+
+    seq: int
+    sha256: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ExpectedHead":
+        """From `SEQ:SHA256`, as `attestation_status` reports it; raises ValueError otherwise."""
+        seq, _, digest = text.partition(":")
+        if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("--expect-head takes SEQ:SHA256 (a checkpoint's seq and its 64 hex digit line hash)")
+        return cls(int(seq), digest)
+
+
+def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str], live: bool = False,
+          expect_head: ExpectedHead | None = None) -> int:
+    """Raise _Bad at the first bad record; return how many records follow the last checkpoint (live mode)."""
+    prev_hash, prev_record, last_checkpoint = GENESIS, None, 0
     for number, raw in enumerate(lines, start=1):
         try:
             record = json.loads(raw)
@@ -102,22 +133,38 @@ def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str])
         if record.get("type") == "checkpoint" and not _signed_by(record, keys):
             raise _Bad(number, f"checkpoint seq {record['seq']} has no valid signature from a trusted key "
                                "(records since the previous checkpoint were altered)")
+        if record.get("type") == "checkpoint":
+            last_checkpoint = number
         if record.get("type") == "open" and prev_record is not None and not _is_final(prev_record):
             warnings.append(f"line {number}: the writer before seq {record['seq']} did not shut down cleanly")
+        if record.get("type") == "open" and isinstance(record.get("recovered"), dict):
+            cut = record["recovered"]
+            warnings.append(f"line {number}: start-up cut a torn last line of {cut.get('cut_bytes')} bytes "
+                            f"(sha256 {cut.get('cut_sha256')}) after seq {cut.get('last_kept_seq')}")
         prev_hash, prev_record = line_hash(raw), record
+        if expect_head is not None and record["seq"] == expect_head.seq and prev_hash != expect_head.sha256:
+            raise _Bad(number, f"record seq {expect_head.seq} is not the expected head (the log was rewritten)")
     if prev_record is None:
         raise _Bad(1, "empty audit log")
+    if expect_head is not None and prev_record["seq"] < expect_head.seq:
+        raise _Bad(len(lines), f"log ends at seq {prev_record['seq']}, before the expected head seq "
+                               f"{expect_head.seq} (truncated)")
+    if live:
+        return len(lines) - last_checkpoint
     if not _is_final(prev_record):
         raise _Bad(len(lines), f"log ends at seq {prev_record.get('seq')} without a final signed checkpoint "
-                               "(truncated, or the writer did not shut down cleanly)")
+                               "(truncated, or the writer did not shut down cleanly; for a running "
+                               "server's log use live mode)")
+    return 0
 
 
 def _is_final(record: dict[str, Any]) -> bool:
     return record.get("type") == "checkpoint" and record.get("final") is True
 
 
-def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]) -> VerifyResult:
-    """Check a whole audit log; never raises for a bad log, only for an unreadable file.
+def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey], *,
+                     live: bool = False, expect_head: ExpectedHead | None = None) -> VerifyResult:
+    """Check a whole audit log (and that it reaches `expect_head`); raises only for an unreadable file.
 
     Example:
         >>> result = verify_audit_log("audit.jsonl", load_public_key(b64))
@@ -130,7 +177,7 @@ def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[
         lines.pop()
     warnings: list[str] = []
     try:
-        _walk(lines, keys, warnings)
+        pending = _walk(lines, keys, warnings, live, expect_head)
     except _Bad as bad:
         return VerifyResult(ok=False, records=len(lines), bad_line=bad.line, reason=bad.reason, warnings=warnings)
-    return VerifyResult(ok=True, records=len(lines), warnings=warnings)
+    return VerifyResult(ok=True, records=len(lines), warnings=warnings, pending=pending)

@@ -9,6 +9,7 @@ name, so a production configuration can never accidentally trust it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -16,9 +17,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 DEV_ISSUER_ID = "https://dev-issuer.mcp-tee.invalid"
 DEFAULT_STATE_DIR = Path(".mcp-tee") / "dev-issuer"
@@ -63,6 +63,8 @@ class DevIssuer:
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
+        import jwt  # only when a key is created: importing PyJWT is most of `mcp-tee dev-token`'s start-up
+
         public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
         public_jwk.update({"kid": _KID, "use": "sig", "alg": "RS256"})
         self.jwks_path.write_text(json.dumps({"keys": [public_jwk]}, indent=2), encoding="utf-8")
@@ -71,8 +73,23 @@ class DevIssuer:
              ttl_s: int = DEFAULT_TTL_S) -> str:
         """A signed RS256 access token for the local server."""
         self.ensure()
-        key = serialization.load_pem_private_key((self.state_dir / _KEY_FILE).read_bytes(), password=None)
+        # Our own key, written 0600 by `ensure`: the RSA consistency check guards against hostile keys
+        # and costs 0.1 s of every `mcp-tee dev-token`.
+        key = serialization.load_pem_private_key((self.state_dir / _KEY_FILE).read_bytes(), password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
         now = int(time.time())
         claims = {"iss": DEV_ISSUER_ID, "sub": subject, "aud": audience, "iat": now, "nbf": now,
                   "exp": now + ttl_s, "jti": uuid.uuid4().hex, "scope": " ".join(sorted(set(scopes)))}
-        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": _KID})
+        return _rs256_compact({"alg": "RS256", "kid": _KID, "typ": "JWT"}, claims, key)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _rs256_compact(header: dict, claims: dict, key: rsa.RSAPrivateKey) -> str:
+    """RFC 7515 compact JWS with RS256 (RSASSA-PKCS1-v1_5, SHA-256): what `jwt.encode` produces, without
+    importing PyJWT. Only this dev issuer signs this way; every verifier still uses PyJWT."""
+    signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64url(signature)}"

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import jwt
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.auth.principal import Principal, attach_principal
 from app.auth.settings import METADATA_PATH, AuthSettings
 from app.jwks import JwksCache, KeyUnavailable
+from app.wire.tls_binding import ATTESTATION_ROUTE
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ KEY_TYPE_FOR_ALGORITHM = {"RS256": "RSA", "ES256": "EC"}
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "sub")
 # Query parameters that would carry a token (RFC 6750 §2.3); refused, never read.
 QUERY_TOKEN_PARAMS = frozenset({"access_token"})
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", ATTESTATION_ROUTE})  # the route attests before any credential exists
 # Verified tokens are remembered briefly (keyed by their hash, never the token) because parsing
 # and checking a JWT costs more than the rest of the capability stack together.
 VERIFIED_CACHE_SIZE = 1024
@@ -47,12 +49,13 @@ VERIFIED_CACHE_TTL_S = 60.0
 
 @dataclass(frozen=True)
 class HttpRefusal:
-    """A request this layer refused before MCP saw it (401/403/400); carries no token."""
+    """A request refused before MCP saw it (401/403/400 here, 429 by session admission); carries no token."""
 
     status: int
     reason: str
     path: str
     principal: str | None = None
+    layer: str = "auth"
 
 
 RefusalHook = Callable[[HttpRefusal], None]
@@ -174,7 +177,9 @@ class BearerAuthApp:
     """
 
     def __init__(self, app: ASGIApp, verifier: BearerTokenVerifier, on_refusal: RefusalHook | None = None) -> None:
-        self._app = app
+        # The SDK's own context layer publishes `scope["user"]` as `auth_context_var`, so every SDK
+        # feature that keys on the caller (sealed requestState, session ownership) sees the principal.
+        self._app = AuthContextMiddleware(app)
         self._verifier = verifier
         self._settings = verifier.settings
         self._on_refusal = on_refusal

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from app.agent.attested_session import ATTESTATION_TOOL, CREDENTIALS_TOOL, AttestedSession
-from app.agent.errors import AgentError, VerificationFailed
+from app.agent.errors import AgentError, ChannelNotAttested, VerificationFailed
+from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
+from app.cli.commands import register_module
+from app.cli.connecting import bearer_from_env, explain_connect_failure
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
 
 EXIT_VERIFIED = 0
@@ -29,7 +31,10 @@ GITHUB_TOKEN_KIND = "github_token"
 
 def register(subparsers: Any) -> None:
     """Add ``agent`` to an argparse subparsers object."""
-    agent = subparsers.add_parser("agent", help="verify a server's attestation before trusting it (verify-then-trust)")
+    register_module(subparsers, __name__)
+
+
+def configure(agent: argparse.ArgumentParser, name: str) -> None:
     agent.add_argument("url", nargs="?", help="the server's MCP URL (default: mcp_url from --stack-outputs)")
     agent.add_argument("--stack-outputs", type=Path, help="`pulumi stack output --json` file: mcp_url, "
                        "expected_hostdata, maa_endpoint")
@@ -41,13 +46,13 @@ def register(subparsers: Any) -> None:
     agent.add_argument("--github-token-stdin", action="store_true", help="after verification, seal the GitHub "
                        "token read from stdin to the attested session and hand it to the server")
     agent.add_argument("--ttl", type=int, default=DEFAULT_CREDENTIAL_TTL_S,
-                       help=f"session credential lifetime in seconds (default {DEFAULT_CREDENTIAL_TTL_S}, "
-                            f"max {MAX_CREDENTIAL_TTL_S})")
+                       help=f"session credential lifetime in seconds, at most {MAX_CREDENTIAL_TTL_S}")
     agent.add_argument("--check-isolation", action="store_true", help="with --github-token-stdin: replay the "
                        "sealed blob into a second session and show that it is refused there")
     agent.add_argument("--call", metavar="TOOL", help="after verification, call this tool on the same session")
     agent.add_argument("--arguments", default="{}", help="JSON object of arguments for --call")
-    agent.add_argument("--auth-token-env", metavar="VAR", help="send the bearer token held in this env var")
+    agent.add_argument("--auth-token-env", metavar="VAR", help="send the bearer token held in this env var "
+                       "(a server with auth on answers 401 without one)")
     agent.set_defaults(func=run_agent)
 
 
@@ -66,10 +71,10 @@ def _read_stdin_token() -> str:
     return sys.stdin.read().removesuffix("\n").removesuffix("\r")
 
 
-async def _check_isolation(report: VerificationReport, url: str, trust: TrustPolicy, headers: dict[str, str],
+async def _check_isolation(report: VerificationReport, url: str, trust: TrustPolicy, bearer: str | None,
                            sealed: str) -> None:
     """Replay the same sealed blob into a second verified session: it must not open there."""
-    async with AttestedSession(url, trust=trust, headers=headers) as other:
+    async with AttestedSession(url, trust=trust, bearer_token=bearer) as other:
         replay = await other.call_tool(CREDENTIALS_TOOL, {"sealed": sealed})
         status = (await other.call_tool(ATTESTATION_TOOL, {})).structured_content or {}
     if replay.is_error and not status.get("session_credentials"):
@@ -79,11 +84,11 @@ async def _check_isolation(report: VerificationReport, url: str, trust: TrustPol
 
 
 async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, token: str | None,
-                        call_arguments: dict[str, Any], headers: dict[str, str]) -> tuple[VerificationReport, Any]:
+                        call_arguments: dict[str, Any], bearer: str | None) -> tuple[VerificationReport, Any]:
     report = VerificationReport(url=url, warnings=[*transport_warnings(url), *[w for w in (trust.warning,) if w]])
     call_result: Any = None
     try:
-        async with AttestedSession(url, trust=trust, headers=headers) as session:
+        async with AttestedSession(url, trust=trust, bearer_token=bearer) as session:
             report = session.report
             if token is not None:
                 sealed = await session.seal_credentials(GITHUB_TOKEN_KIND, token, args.ttl)
@@ -91,7 +96,7 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
                 report.passed("session_credentials", f"{accepted['kind']} sealed to the attested session key, "
                                                      f"ttl {accepted['ttl_s']} s")
                 if args.check_isolation:
-                    await _check_isolation(report, url, trust, headers, sealed)
+                    await _check_isolation(report, url, trust, bearer, sealed)
             if args.call:
                 result = await session.call_tool(args.call, call_arguments)
                 call_result = result.structured_content if result.structured_content is not None else \
@@ -100,10 +105,18 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
                                                                       "tool error" if result.is_error else "ok")
     except VerificationFailed as exc:
         report = exc.report
+    except ChannelNotAttested as exc:  # the ✗ tls_channel line is in its report; nothing was sent
+        report = exc.report or report
+        if exc.report is None:
+            report.failed(type(exc).__name__, str(exc))
     except (AgentError, ValueError) as exc:
         report.failed(type(exc).__name__, str(exc).replace(token, "[REDACTED]") if token else str(exc))
     except Exception as exc:  # Fail closed: any transport failure is a refusal, reported by type only.
-        report.failed("connect", f"could not complete the MCP exchange ({type(exc).__name__})")
+        if pin_refusal(exc) is not None:
+            report.failed("ChannelNotAttested", "the server's TLS key is no longer the attested one (a restart "
+                                                "means a new key): nothing was sent; run the agent again")
+        else:
+            report.failed("connect", await explain_connect_failure(url, bool(bearer), exc))
     return report, call_result
 
 
@@ -117,17 +130,15 @@ def run_agent(args: argparse.Namespace) -> int:
     except (TrustPolicyError, ValueError) as exc:
         print(f"mcp-tee agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    headers = {}
-    if args.auth_token_env:
-        bearer = os.environ.get(args.auth_token_env)
-        if not bearer:
-            print(f"mcp-tee agent: {args.auth_token_env} is not set", file=sys.stderr)
-            return EXIT_USAGE
-        headers["Authorization"] = f"Bearer {bearer}"
+    try:
+        bearer = bearer_from_env(args.auth_token_env)
+    except ValueError as exc:
+        print(f"mcp-tee agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     token = _read_stdin_token() if args.github_token_stdin else None
     if args.json and trust.warning:
         print(trust.warning, file=sys.stderr)
-    report, call_result = asyncio.run(_session_flow(url, trust, args, token, call_arguments, headers))
+    report, call_result = asyncio.run(_session_flow(url, trust, args, token, call_arguments, bearer))
     if args.json:
         print(json.dumps({**report.as_dict(), "call_result": call_result}, indent=2))
     else:

@@ -17,11 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from app.emulator.keystore import key_pem, load_or_create_key
-from app.emulator.server import DEFAULT_KEY_NAME, RunningEmulator, start_emulator
-from policy.release_policy import build_release_policy, hostdata_of
+from app.cli.commands import register_module
 
 DEFAULT_PORT = 9000
 DEFAULT_IDENTITY_CLIENT_ID = "00000000-0000-0000-0000-00000000e1e1"
@@ -36,13 +32,16 @@ BANNER = """
 
 def register(subparsers: Any) -> None:
     """Add the ``emulator`` subcommand to an argparse subparsers object."""
-    parser = subparsers.add_parser("emulator", help="run the offline attestation emulator (NOT A TEE)")
+    register_module(subparsers, __name__)
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="sidecar + MAA issuer port on 127.0.0.1")
     parser.add_argument("--vault-port", type=int, default=0, help="TLS vault stand-in port (0: any free port)")
     parser.add_argument("--cce-policy", type=Path, required=True, help="file holding the base64 CCE policy")
     parser.add_argument("--release-policy", type=Path, help="release-policy JSON (created from hostdata if absent)")
     parser.add_argument("--key-file", type=Path, help="PEM of the releasable RSA key (created if absent)")
-    parser.add_argument("--key-name", default=DEFAULT_KEY_NAME, help="name of the releasable key")
+    parser.add_argument("--key-name", help="name of the releasable key (default: the emulator's, as in emulator.env)")
     parser.add_argument("--identity-client-id", default=DEFAULT_IDENTITY_CLIENT_ID,
                         help="the only managed-identity client id the token endpoint serves")
     parser.add_argument("--state-dir", type=Path, required=True,
@@ -51,6 +50,8 @@ def register(subparsers: Any) -> None:
 
 
 def _key_bytes(path: Path) -> bytes:
+    from app.emulator.keystore import key_pem, load_or_create_key
+
     if path.exists():
         return path.read_bytes()
     pem = key_pem(load_or_create_key(None))
@@ -60,6 +61,8 @@ def _key_bytes(path: Path) -> bytes:
 
 
 def _release_policy(path: Path, maa_endpoint: str, hostdata: str, issuer: str) -> dict[str, Any]:
+    from policy.release_policy import build_release_policy
+
     if path.exists():
         return json.loads(path.read_text())
     policy = build_release_policy(maa_endpoint, hostdata, authority=issuer)
@@ -67,7 +70,7 @@ def _release_policy(path: Path, maa_endpoint: str, hostdata: str, issuer: str) -
     return policy
 
 
-def write_env_file(emulator: RunningEmulator, path: Path, identity_client_id: str) -> None:
+def write_env_file(emulator: Any, path: Path, identity_client_id: str) -> None:
     """Write shell ``export`` lines that point the server (and verify-token) at ``emulator``."""
     values = {
         "SKR_ENDPOINT": emulator.sidecar_url, "MAA_ENDPOINT": emulator.maa_endpoint,
@@ -80,6 +83,11 @@ def write_env_file(emulator: RunningEmulator, path: Path, identity_client_id: st
 
 def run(args: argparse.Namespace) -> int:
     """Start the emulator and serve until SIGINT/SIGTERM."""
+    from cryptography.hazmat.primitives import serialization
+
+    from app.emulator.server import DEFAULT_KEY_NAME, start_emulator
+    from policy.release_policy import hostdata_of
+
     print(BANNER, file=sys.stderr, flush=True)
     if not 0 < args.port < 65536:
         # The issuer URL is pinned in the release policy, so it needs a fixed port.
@@ -93,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     policy = _release_policy(args.release_policy or state_dir / "release-policy.json",
                              issuer.removeprefix("http://"), hostdata, issuer)
     key_bytes = _key_bytes(args.key_file or state_dir / "unseal-key.pem")
-    emulator = start_emulator(cce_policy, release_policy=policy, key_pem_bytes=key_bytes, key_name=args.key_name,
+    emulator = start_emulator(cce_policy, release_policy=policy, key_pem_bytes=key_bytes,
+                              key_name=args.key_name or DEFAULT_KEY_NAME,
                               identity_client_id=args.identity_client_id, port=args.port,
                               vault_port=args.vault_port, state_dir=state_dir)
     (state_dir / "unseal-key.pub.pem").write_bytes(emulator.public_key.public_bytes(

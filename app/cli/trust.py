@@ -8,40 +8,39 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from app.attestation.verifier import check_maa_token
-from app.attestation.errors import AttestationError
-from app.secrets.keyvault import KeyVaultError, fetch_public_key, write_sealed_secret
-from app.secrets.jwe import SealingError, seal
+from app.cli.commands import register_module
 
 PASS, FAIL, SKIP = "✓", "✗", "–"
 
 
-def register(subparsers: Any) -> None:
-    """Add ``verify-token`` and ``seal`` to an argparse subparsers object."""
-    verify = subparsers.add_parser("verify-token", help="verify an MAA attestation token, check by check")
-    verify.add_argument("--token", required=True, help="file holding the token, or - for stdin")
-    verify.add_argument("--issuer", required=True, help="trusted MAA issuer URL (https; loopback http allowed)")
-    verify.add_argument("--expect-hostdata", required=True, help="expected hostdata (sha256 of the CCE policy)")
-    verify.add_argument("--nonce", help="nonce that x-ms-runtime must carry")
-    verify.add_argument("--jwks-url", help="signing-key URL (default: <issuer>/certs)")
-    verify.set_defaults(func=run_verify)
-
-    sealer = subparsers.add_parser("seal", help="seal a secret read from stdin (offline or into Key Vault)")
-    target = sealer.add_mutually_exclusive_group(required=True)
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "verify-token":
+        parser.add_argument("--token", required=True, help="file holding the token, or - for stdin")
+        parser.add_argument("--issuer", required=True, help="trusted MAA issuer URL (https; loopback http allowed)")
+        parser.add_argument("--expect-hostdata", required=True, help="expected hostdata (sha256 of the CCE policy)")
+        parser.add_argument("--nonce", help="nonce that x-ms-runtime must carry")
+        parser.add_argument("--jwks-url", help="signing-key URL (default: <issuer>/certs)")
+        parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+        parser.set_defaults(func=run_verify)
+        return
+    target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--public-key", type=Path, help="PEM public key: seal offline and print the result")
     target.add_argument("--vault", help="vault URL: fetch the key's public half and store the sealed secret")
-    sealer.add_argument("--key", help="key name in the vault (with --vault)")
-    sealer.add_argument("--name", help="secret name to write (with --vault)")
-    sealer.add_argument("--ca-file", help="CA bundle for the vault's TLS (the emulator's self-signed cert)")
-    sealer.add_argument("--identity-client-id", help="use this user-assigned managed identity")
-    sealer.set_defaults(func=run_seal)
+    parser.add_argument("--key", help="key name in the vault (with --vault)")
+    parser.add_argument("--name", help="secret name to write (with --vault)")
+    parser.add_argument("--ca-file", help="CA bundle for the vault's TLS (the emulator's self-signed cert)")
+    parser.add_argument("--identity-client-id", help="use this user-assigned managed identity")
+    parser.set_defaults(func=run_seal)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``verify-token`` and ``seal`` to an argparse subparsers object."""
+    register_module(subparsers, __name__)
 
 
 def _read_token(source: str) -> str:
@@ -49,18 +48,24 @@ def _read_token(source: str) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Print one ✓/✗ line per check; exit 0 only when every requested check passes."""
+    """Print one ✓/✗ line per check (or JSON); exit 0 only when every requested check passes."""
+    from app.attestation.errors import AttestationError
+    from app.attestation.verifier import CheckResult, check_label, check_maa_token
+
     try:
         results = check_maa_token(_read_token(args.token), issuer=args.issuer, jwks_url=args.jwks_url,
                                   expected_hostdata=args.expect_hostdata, nonce=args.nonce)
     except (AttestationError, ValueError, OSError) as exc:
-        check = getattr(exc, "check", "input")
-        print(f"{FAIL} {check}: {exc}")
-        return 1
+        results = [CheckResult(getattr(exc, "check", "input"), False, str(exc))]
+    ok = all(result.ok for result in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [{"check": r.check, "ok": r.ok, "skipped": r.skipped,
+                                                 "detail": r.detail} for r in results]}))
+        return 0 if ok else 1
     for result in results:
         mark = SKIP if result.skipped else PASS if result.ok else FAIL
-        print(f"{mark} {result.check}" + (f": {result.detail}" if result.detail else ""))
-    return 0 if all(result.ok for result in results) else 1
+        print(f"{mark} {check_label(result.check)}" + (f": {result.detail}" if result.detail else ""))
+    return 0 if ok else 1
 
 
 def _read_secret() -> bytes:
@@ -70,7 +75,12 @@ def _read_secret() -> bytes:
     return sys.stdin.buffer.read().removesuffix(b"\n")
 
 
-def _load_public_key(path: Path) -> rsa.RSAPublicKey:
+def _load_public_key(path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from app.secrets.jwe import SealingError
+
     key = serialization.load_pem_public_key(path.read_bytes())
     if not isinstance(key, rsa.RSAPublicKey):
         raise SealingError("the public key file must hold an RSA public key")
@@ -85,6 +95,9 @@ def _credential(identity_client_id: str | None) -> Any:
 
 def run_seal(args: argparse.Namespace) -> int:
     """Seal stdin offline (print it) or into Key Vault (print only the new secret's id)."""
+    from app.secrets.jwe import SealingError, seal
+    from app.secrets.keyvault import KeyVaultError, fetch_public_key, write_sealed_secret
+
     if args.vault and not (args.key and args.name):
         print("seal --vault needs --key and --name", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ UNPRIVILEGED_USER = "nobody"
 SUPERUSER = "postgres"
 READER_ROLE = "mcp_reader"
 DEMO_DATABASE = "mcp_demo"
+RUNUSER_PATHS = ("/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser")
 
 
 class PostgresUnavailable(RuntimeError):
@@ -51,6 +52,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def preferred_port(port: int) -> int:
+    """`port` when nothing listens on it on 127.0.0.1, else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+def _runuser() -> str:
+    """Where `runuser` is; root with a minimal PATH (no /usr/sbin) still finds it, or is told why not."""
+    found = shutil.which("runuser") or next((path for path in RUNUSER_PATHS if os.access(path, os.X_OK)), None)
+    if found is None:
+        raise PostgresUnavailable(f"running as root, Postgres must run as {UNPRIVILEGED_USER} through `runuser` "
+                                  f"(util-linux), which is neither on PATH nor in {', '.join(RUNUSER_PATHS)}; run "
+                                  "as an ordinary user, install util-linux, or set DB_CONNECTION_STRING")
+    return found
 
 
 class LocalPostgres:
@@ -90,7 +111,9 @@ class LocalPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         if self._running():
-            self.stop()  # left over from a run that was killed: restart on our port
+            # Left over from a run that was killed: its owner is gone (callers hold the state directory's
+            # lock, see app/devstack/lock.py), so restart it on our port.
+            self.stop()
         self._pg_ctl(
             "start", "-w", "-t", "30", "-l", str(self.run_dir / "postgres.log"),
             "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=off "
@@ -147,7 +170,7 @@ class LocalPostgres:
     def _run(self, command: list[str]) -> None:
         program = Path(command[0]).name
         if os.geteuid() == 0:
-            command = ["runuser", "-u", UNPRIVILEGED_USER, "--", *command]
+            command = [_runuser(), "-u", UNPRIVILEGED_USER, "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
         if result.returncode != 0:
             raise PostgresUnavailable(f"{program} failed: {result.stderr.strip()[-500:]}")

@@ -7,9 +7,10 @@ and flip `fault` to make them fail in the ways real upstreams do.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,22 +84,40 @@ class GitHubStandIn:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         self.requests.append({"token": token, "q": request.query_params.get("q", ""),
                               "api_version": request.headers.get("x-github-api-version")})
+        if self.fault == "422-echo":  # GitHub explains a rejected query, echoing what it was sent
+            return JSONResponse({"message": f"Validation Failed ({auth}) for {request.query_params.get('q', '')!r}"},
+                                status_code=422)
         faulted = await _apply_fault(self.fault)
         if faulted is not None:
             return faulted
         if token not in self.tokens:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
-        query = request.query_params.get("q", "")
-        terms = [term for term in query.split() if ":" not in term]
-        repo = next((term[5:] for term in query.split() if term.startswith("repo:")), None)
         per_page = min(int(request.query_params.get("per_page", "30")), 100)
-        found = [
-            _as_github_item(issue) for issue in self.issues
-            if (repo is None or issue["repo"] == repo)
-            and all(term.lower() in issue["title"].lower() for term in terms)
-        ]
+        matches = _query_matcher(request.query_params.get("q", ""))
+        found = [_as_github_item(issue) for issue in self.issues if matches(issue)]
         return JSONResponse({"total_count": len(found), "incomplete_results": False, "items": found[:per_page]},
                             headers={"x-ratelimit-remaining": "29"})
+
+
+def _query_matcher(query: str) -> Callable[[dict[str, Any]], bool]:
+    """GitHub's search qualifiers that the README uses (is:open|closed, state:, label:, repo:); words match titles.
+
+    Qualifiers are ANDed, as on GitHub. Others (`is:issue`, `sort:`, `in:`) are ignored: the corpus
+    holds only issues, and ordering is not part of what the stand-in imitates.
+    """
+    checks: list[Callable[[dict[str, Any]], bool]] = []
+    for term in query.split():
+        name, colon, value = term.partition(":")
+        value = value.strip('"').lower()
+        if not colon:
+            checks.append(lambda issue, word=term.lower(): word in issue["title"].lower())
+        elif name in ("is", "state") and value in ("open", "closed"):
+            checks.append(lambda issue, state=value: issue["state"] == state)
+        elif name == "label":
+            checks.append(lambda issue, label=value: label in {item["name"].lower() for item in issue["labels"]})
+        elif name == "repo":
+            checks.append(lambda issue, repo=value: issue["repo"].lower() == repo)
+    return lambda issue: all(check(issue) for check in checks)
 
 
 def _as_github_item(issue: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +167,9 @@ class WebhookSink:
                     self._seen_keys.add(key)
                 self.posts.append({"payload": payload, "idempotency_key": key})
                 if self.echo:
-                    print(f"[webhook sink] #{payload.get('channel')}: {payload.get('text')}", flush=True)
+                    # stderr: under `mcp-tee dev --transport stdio`, stdout is the MCP protocol
+                    print(f"[webhook sink] #{payload.get('channel')}: {payload.get('text')}", file=sys.stderr,
+                          flush=True)
         if self.fault == "timeout-after-receive":
             await asyncio.sleep(HANG_S)
         return Response("ok" if not duplicate else "duplicate ignored", status_code=200)

@@ -8,6 +8,8 @@ import time
 
 import uvicorn
 
+from app.attestation.channel import TlsChannel
+
 STARTUP_TIMEOUT_S = 10.0
 
 
@@ -19,16 +21,15 @@ class ThreadedServer:
             httpx.get(f"{server.url}/status")
     """
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, ssl_certfile: str | None = None,
-                 ssl_keyfile: str | None = None) -> None:
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, tls: TlsChannel | None = None) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        scheme = "https" if ssl_certfile else "http"
-        self.url = f"{scheme}://{host}:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", ssl_certfile=ssl_certfile,
-                                ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=2)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        tls_options = {"ssl_context_factory": tls.uvicorn_ssl_context_factory} if tls else {}
+        # Stand-ins have no lifespan; "on" left a lifespan task that a forced stop cancels with a traceback.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, **tls_options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.emulator.issuer import MaaIssuer, self_signed_certificate
 from app.emulator.keystore import KeyStore, key_pem, load_or_create_key
 from app.emulator.sidecar_api import IDENTITY_TOKEN_PATH, build_sidecar_app
-from app.emulator.state import EmulatorState
+from app.emulator.emulator_state import EmulatorState
 from app.emulator.vault_api import build_vault_app
 from app.secrets.jwe import seal
 from policy.release_policy import build_release_policy, hostdata_of

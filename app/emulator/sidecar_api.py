@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from app.wire.runtime_data import canonical_json
 from app.emulator.keystore import ReleaseRefused
-from app.emulator.state import EmulatorState
+from app.emulator.emulator_state import EmulatorState
 
 IDENTITY_TOKEN_PATH = "/msi/token"
 MAX_BODY_BYTES = 64 * 1024

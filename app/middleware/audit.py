@@ -8,18 +8,26 @@ layers, before re-raising them. Arguments are recorded as their shape plus a red
 tools whose arguments are data rather than intent record a summary instead (SQL: the statement's
 SHA-256 and the row count; notifications: the message length and channel). A denial by any layer,
 including the HTTP auth layer in front of MCP, is recorded as `allowed: false` with the layer's name.
+Every caller-chosen string (tool name, argument names and values) is clipped and hashed
+(`app.audit.clipping`), so one call writes a bounded record. Calls refused because the caller's
+refusal budget is spent (`RefusalBudgetExhausted`) are counted per principal into one `suppressed`
+record (written after `SUPPRESSED_FLUSH_EVERY` calls or `SUPPRESSED_FLUSH_AFTER_S`, and at close)
+rather than one record each, which bounds what a flood can write.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import mcp_types as mt
 from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import InputRequiredToolResult, ToolResult
 
+from app.audit.clipping import MAX_DEPTH, MAX_NAME_CHARS, clip_mapping, clip_text, clip_value
 from app.audit.log import AuditLog
 from app.auth.principal import PrincipalProvider
 from app.auth.resource_server import HttpRefusal
@@ -27,29 +35,74 @@ from app.audit.redaction import Redactor
 from app.confirmation import ConfirmationRefused
 from app.errors import CapabilityDenied
 from app.middleware.dispatch import TypedMiddleware
+from app.middleware.refusals import RefusalBudgetExhausted
 from app.tools.spec import AuditSummary
 
-# Longest string kept in a recorded argument; the shape still records the full length.
-MAX_RECORDED_CHARS = 256
 UNAUTHENTICATED = "unauthenticated"
+SUPPRESSED_FLUSH_EVERY = 1000
+SUPPRESSED_FLUSH_AFTER_S = 60.0
+MAX_SUPPRESSED_PRINCIPALS = 10_000
 
-def argument_shape(value: Any) -> Any:
-    """Types and lengths, never values."""
-    if isinstance(value, Mapping):
-        return {str(key): argument_shape(item) for key, item in value.items()}
-    if isinstance(value, (str, bytes, list, tuple)):
+
+def argument_shape(value: Any, depth: int = 0) -> Any:
+    """Types and lengths, never values; as wide and as deep as `clip_value` allows."""
+    if isinstance(value, Mapping) and depth < MAX_DEPTH:
+        return clip_mapping(value, lambda key, item: argument_shape(item, depth + 1))
+    if isinstance(value, (str, bytes, list, tuple, Mapping)):
         return {"type": type(value).__name__, "len": len(value)}
     return {"type": type(value).__name__}
 
 
-def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_RECORDED_CHARS:
-        return value[:MAX_RECORDED_CHARS] + "…"
-    if isinstance(value, dict):
-        return {key: _clip(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clip(item) for item in value]
-    return value
+class SuppressedRefusals:
+    """Per-principal counts of calls refused by the refusal budget, due as one record each in a while.
+
+    Args:
+        clock: Monotonic seconds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, list[float]] = OrderedDict()  # subject -> [count, first seen]
+
+    def add(self, subject: str) -> list[dict[str, Any]]:
+        """Count one suppressed call; returns the summary records now due."""
+        with self._lock:
+            entry = self._pending.setdefault(subject, [0, self._clock()])
+            entry[0] += 1
+            due = [subject] if entry[0] >= SUPPRESSED_FLUSH_EVERY else []
+            if len(self._pending) > MAX_SUPPRESSED_PRINCIPALS:
+                due.append(next(iter(self._pending)))
+            return self._pop(due) + self._pop_old()
+
+    def due(self) -> list[dict[str, Any]]:
+        """Summary records whose window has passed."""
+        with self._lock:
+            return self._pop_old()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every pending summary record (at close)."""
+        with self._lock:
+            return self._pop(list(self._pending))
+
+    def _pop_old(self) -> list[dict[str, Any]]:
+        # Entries sit in the order they were first seen, so the old ones are a prefix.
+        cutoff = self._clock() - SUPPRESSED_FLUSH_AFTER_S
+        old = []
+        for subject, (_, first) in self._pending.items():
+            if first > cutoff:
+                break
+            old.append(subject)
+        return self._pop(old)
+
+    def _pop(self, subjects: list[str]) -> list[dict[str, Any]]:
+        records = []
+        for subject in dict.fromkeys(subjects):
+            count, first = self._pending.pop(subject)
+            records.append({"type": "suppressed", "principal": subject, "refused_calls": int(count),
+                            "window_s": round(self._clock() - first, 3),
+                            "decision": {"allowed": False, "layer": RefusalBudgetExhausted.layer}})
+        return records
 
 
 class AuditMiddleware(TypedMiddleware):
@@ -71,6 +124,12 @@ class AuditMiddleware(TypedMiddleware):
         self._redactor = redactor
         self._principals = principals
         self._summaries = dict(summaries or {})
+        self._suppressed = SuppressedRefusals()
+        log.before_close(self._write_suppressed)
+
+    def _write_suppressed(self) -> None:
+        for record in self._suppressed.drain():
+            self._log.append(record)
 
     def _subject(self) -> tuple[str, str | None]:
         try:
@@ -97,19 +156,25 @@ class AuditMiddleware(TypedMiddleware):
     def _record(self, tool: str, args: dict[str, Any], result: ToolResult | None,
                 error: BaseException | None, latency_ms: float) -> None:
         subject, token_id = self._subject()
+        if isinstance(error, RefusalBudgetExhausted):
+            for due in self._suppressed.add(subject):
+                self._log.append(due)
+            return
+        for due in self._suppressed.due():
+            self._log.append(due)
         summary = self._summaries.get(tool)
         omitted = summary.omit if summary is not None else frozenset()
         record: dict[str, Any] = {
             "type": "call",
             "principal": subject,
             "token_id": token_id,
-            "tool": tool,
+            "tool": clip_text(tool, MAX_NAME_CHARS, self._redactor.redact_text),
             "decision": self._decision(error),
             "outcome": {"status": outcome_status(result, error),
                         "error": type(error).__name__ if error is not None else None},
             "latency_ms": round(latency_ms, 3),
             "args_shape": argument_shape(args),
-            "args": _clip(self._redactor.redact({k: v for k, v in args.items() if k not in omitted})),
+            "args": clip_value({k: v for k, v in args.items() if k not in omitted}, self._redactor.redact_text),
         }
         if summary is not None:
             record["summary"] = self._redactor.redact(summary.summarize(args, result))
@@ -117,7 +182,8 @@ class AuditMiddleware(TypedMiddleware):
 
     def _decision(self, error: BaseException | None) -> dict[str, Any]:
         if isinstance(error, CapabilityDenied):
-            return {"allowed": False, "layer": error.layer, "reason": self._redactor.redact_text(str(error))}
+            reason = clip_text(str(error), redact=self._redactor.redact_text)
+            return {"allowed": False, "layer": error.layer, "reason": reason}
         return {"allowed": True, "reason": "policy"}
 
 
@@ -137,7 +203,7 @@ def record_http_refusal(log: AuditLog, redactor: Redactor, refusal: HttpRefusal)
     log.append({
         "type": "http",
         "principal": refusal.principal or UNAUTHENTICATED,
-        "path": _clip(redactor.redact_text(refusal.path)),
-        "decision": {"allowed": False, "layer": "auth", "reason": redactor.redact_text(refusal.reason)},
+        "path": clip_text(refusal.path, redact=redactor.redact_text),
+        "decision": {"allowed": False, "layer": refusal.layer, "reason": redactor.redact_text(refusal.reason)},
         "outcome": {"status": str(refusal.status), "error": None},
     })

@@ -132,9 +132,11 @@ class Breakers:
 class BreakerMiddleware(TypedMiddleware):
     """Routes each call through its upstream's breaker and enforces the upstream timeout.
 
-    The timeout is skipped for tools that require confirmation, because the human's answer is
-    inside the call; those tools' upstream clients enforce their own timeout and raise
-    `UpstreamError`, which the breaker counts.
+    Confirmation runs before this layer (see `app/middleware/stack.py`), so the user's answer is
+    never inside a breaker's call. Writes (tools that require confirmation) are still not cut off
+    by this layer's timeout: their upstream client enforces its own, and only it can tell whether
+    a request may already have been delivered (at most once); a cancelled write would lose that
+    answer. The client raises `UpstreamError`, which the breaker counts.
 
     Args:
         policy: The capability policy (tool → upstream, timeouts).
@@ -154,7 +156,7 @@ class BreakerMiddleware(TypedMiddleware):
             return await call_next(context)
         limits = self._policy.upstreams[tool_policy.upstream]
         with self._breakers[tool_policy.upstream].guard():
-            if tool_policy.confirm:
+            if tool_policy.confirm:  # a write: its client's own timeout decides (see the class docstring)
                 return await call_next(context)
             try:
                 async with asyncio.timeout(limits.timeout_s):  # unlike wait_for, no extra task per call

@@ -15,6 +15,7 @@ from app.middleware.breakers import BreakerMiddleware, Breakers
 from app.middleware.confirmation import DEFAULT_CONFIRMATION_TIMEOUT_S, ConfirmationMiddleware
 from app.middleware.error_handling import ErrorBoundaryMiddleware
 from app.middleware.quotas import QuotaMiddleware, RateLimiter, UpstreamSlots
+from app.middleware.refusals import RefusalBudgetMiddleware, RefusalLedger
 from app.middleware.scopes import ScopeMiddleware
 from app.middleware.untrusted import UntrustedOutputMiddleware
 from app.tools.spec import ToolSpec
@@ -30,13 +31,16 @@ def build_middleware(
     principals: PrincipalProvider,
     quotas: RateLimiter | None = None,
     slots: UpstreamSlots | None = None,
+    refusals: RefusalLedger | None = None,
     confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
 ) -> list[Middleware]:
-    """The whole chain, outermost first: error boundary → audit → scopes → confirmation → quotas → breakers
-    → untrusted-output marking → tool.
+    """The whole chain, outermost first: error boundary → audit → refusal budget → scopes → confirmation
+    → quotas → breakers → untrusted-output marking → tool.
 
     The error boundary is outermost so nothing leaves as a traceback. Audit comes next so that it
-    records denials raised by every inner layer. Scopes run before anything else so an unauthorized
+    records denials raised by every inner layer. The refusal budget charges every denial from the
+    layers inside it, undeclared tools included, and refuses a caller whose budget is spent before
+    any of them runs. Scopes run before anything else so an unauthorized
     caller cannot drain anyone's bucket or prompt the user. Confirmation runs before quotas and
     breakers: a prompt the user leaves open for minutes must hold neither an upstream's concurrency
     slot nor its half-open probe. Breakers run innermost of the policy layers, so only calls that
@@ -51,13 +55,15 @@ def build_middleware(
     specs = tuple(specs)
     confirmed = {name for name, tool in policy.tools.items() if tool.confirm}
     previews = {spec.name: spec.confirmation_preview for spec in specs if spec.confirmation_preview is not None}
+    untrusted = frozenset(spec.name for spec in specs if spec.untrusted_output)
     return [
-        ErrorBoundaryMiddleware(),
+        ErrorBoundaryMiddleware(untrusted, redactor),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
+        RefusalBudgetMiddleware(refusals or RefusalLedger(policy.refusals), principals),
         ScopeMiddleware(policy, principals),
-        ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s),
+        ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s, principals=principals),
         QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),
-        UntrustedOutputMiddleware(frozenset(spec.name for spec in specs if spec.untrusted_output)),
+        UntrustedOutputMiddleware(untrusted),
     ]

@@ -8,6 +8,9 @@ a `_meta` entry on every content block (`_meta` is the spec's extension point; k
 The standard `audience` annotation is left as `["assistant"]`: the data is for the model to read
 as data, which is exactly what a client that honours the marker will do. The marking is a layer,
 so a tool cannot forget it: tools declare `untrusted_output` in their spec and return plain data.
+Errors can quote third-party text too (Postgres quotes the offending value, GitHub explains a
+rejected query in its own words), so the error boundary turns such an error into an error result
+marked the same way, with its class named and its text redacted and cut to `MAX_ERROR_EXCERPT`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from typing import Any
 import mcp_types as mt
 from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
+from fastmcp.exceptions import ToolError
 from mcp_types import Annotations, TextContent
 
+from app.audit.redaction import Redactor
 from app.middleware.dispatch import TypedMiddleware
 
 UNTRUSTED = "untrusted-third-party"
 TRUST_FIELD = "content_trust"
 TRUST_META_KEY = "dev.mcp-tee/content-trust"
+MAX_ERROR_EXCERPT = 300
 
 
 def untrusted_result(structured: dict[str, Any]) -> ToolResult:
@@ -35,13 +41,29 @@ def untrusted_result(structured: dict[str, Any]) -> ToolResult:
         >>> result.structured_content["content_trust"]
         'untrusted-third-party'
     """
-    payload = {TRUST_FIELD: UNTRUSTED, **structured}
+    return _marked({TRUST_FIELD: UNTRUSTED, **structured}, is_error=False)
+
+
+def untrusted_error_result(error: ToolError, redactor: Redactor) -> ToolResult:
+    """An error result for an error whose text may quote a third party: class named, text redacted, cut, marked.
+
+    Example:
+        >>> untrusted_error_result(InvalidArgument('bad date: "SYSTEM NOTE: ..."'), redactor).is_error
+        True
+    """
+    text = redactor.redact_text(str(error))
+    excerpt = text if len(text) <= MAX_ERROR_EXCERPT else text[:MAX_ERROR_EXCERPT] + "…"
+    payload = {TRUST_FIELD: UNTRUSTED, "error": type(error).__name__, "message": excerpt}
+    return _marked(payload, text=f"{type(error).__name__} ({TRUST_FIELD}={UNTRUSTED}): {excerpt}", is_error=True)
+
+
+def _marked(payload: dict[str, Any], *, text: str | None = None, is_error: bool) -> ToolResult:
     block = TextContent(
-        text=json.dumps(payload, ensure_ascii=False, default=str),
+        text=text if text is not None else json.dumps(payload, ensure_ascii=False, default=str),
         annotations=Annotations(audience=["assistant"]),
         _meta={TRUST_META_KEY: UNTRUSTED},
     )
-    return ToolResult(content=[block], structured_content=payload)
+    return ToolResult(content=[block], structured_content=payload, is_error=is_error)
 
 
 class UntrustedOutputMiddleware(TypedMiddleware):

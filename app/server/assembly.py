@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import FastMCP
 
+from app.attestation.channel import TlsChannel
 from app.attestation.evidence import TeeAttestation
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
-from app.auth.resource_server import protect_app
+from app.auth.resource_server import HttpRefusal, protect_app
 from app.capability_policy import CapabilityPolicy, PolicyError, load_policy
 from app.config import ConfigError, Settings
 from app.middleware.audit import record_http_refusal
@@ -26,12 +27,14 @@ from app.middleware.stack import build_middleware
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
 from app.secrets.bundle import SecretBundle
 from app.secrets.tee_release import TeeStartup
+from app.server.attested_channel import serve_attested_channel
 from app.server.mcp_app import MCP_PATH, build_mcp
+from app.server.session_admission import SESSION_IDLE_TIMEOUT_S, SessionAdmission
 from app.server.session_end import ForgetEndedSessions
 from app.sessions import SessionRegistry
 from app.tools.catalog import TOOL_SPECS
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.upstreams.github import GitHubClient
 from app.upstreams.postgres import POOL_MAX_SIZE, ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
@@ -56,7 +59,7 @@ class AssembledServer:
         Closing happens in the app's lifespan shutdown: uvicorn re-raises SIGTERM once it
         has drained, so code after `serve()` would never run.
         """
-        app = self.mcp.http_app(path=MCP_PATH)
+        app = self.mcp.http_app(path=MCP_PATH, session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
         mcp_lifespan = app.router.lifespan_context
 
         @contextlib.asynccontextmanager
@@ -70,12 +73,16 @@ class AssembledServer:
 
         app.router.lifespan_context = lifespan
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
+        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self._record_refusal)
         auth = self.state.settings.auth
         if auth is None:
             return app
         # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
         return protect_app(app, dataclasses.replace(auth, scopes_supported=self.policy.all_scopes),
-                           on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
+                           on_refusal=self._record_refusal)
+
+    def _record_refusal(self, refusal: HttpRefusal) -> None:
+        record_http_refusal(self.audit, self.redactor, refusal)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -98,7 +105,8 @@ def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec
                 db_pool_size: int = POOL_MAX_SIZE) -> ServerState:
     """Create upstream clients only for the secrets we hold, and say why the other tools are off."""
     state = ServerState(settings=settings, secrets=secrets,
-                        principals=PrincipalProvider(auth_enabled=settings.auth is not None))
+                        principals=PrincipalProvider(auth_enabled=settings.auth is not None,
+                                                   local_scopes=settings.local_scopes))
     if secrets.get(GITHUB_TOKEN):
         state.github = GitHubClient(settings.github_api_url, timeout_s=settings.upstream_timeout_s)
         state.closers.append(state.github.aclose)
@@ -125,8 +133,12 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
 
 
 def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None,
-             tee: TeeStartup | None = None, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
-    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process."""
+             tee: TeeStartup | None = None, channel: TlsChannel | None = None,
+             specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
+    """Build every layer. In TEE mode `audit_key` is derived from the released key; else per process.
+
+    In TEE mode ``channel`` is the TLS identity born in this process; every attestation binds its key.
+    """
     policy = load_capability_policy(settings)
     redactor = Redactor(secrets.plaintexts())
     log_filter = install_log_redaction(redactor)
@@ -139,9 +151,15 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     if tee is not None:
-        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64())
+        if channel is None:
+            raise ConfigError("TEE mode serves only over its attested TLS channel")  # Fail closed.
+        state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64(),
+                                           channel.spki_sha256)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
+    state.audit_head = audit.signed_head
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s)
     mcp = build_mcp(state, specs, middleware=middleware)
+    if isinstance(state.attestation, TeeAttestation):
+        serve_attested_channel(mcp, state.attestation, settings)
     return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from app import SERVER_NAME, __version__
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 MCP_PATH = "/mcp"
 INSTRUCTIONS = (

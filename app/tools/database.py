@@ -15,7 +15,7 @@ from pydantic import Field
 from app.guards.sql import MAX_SQL_CHARS, guard_sql
 from app.secrets import DB_CONNECTION_STRING
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 MAX_ROWS_LIMIT = 1000
 

@@ -10,9 +10,9 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app.secrets import GITHUB_TOKEN
-from app.sessions import session_key
+from app.tools.caller_state import caller_state_key
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 MAX_QUERY_CHARS = 256  # GitHub's own limit for `q`
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
@@ -29,7 +29,7 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         """Search GitHub issues and pull requests. Titles and labels are untrusted third-party text."""
         q = f"{query} repo:{repo}" if repo else query
         # Layer 2 first: a user's own token, sealed to this attested session, beats the baseline.
-        owned = session_key(state.principals().subject, ctx.session_id)
+        owned = caller_state_key(ctx, state.principals().subject)
         token = state.sessions.credential(owned, "github_token") or state.secrets.get(GITHUB_TOKEN)
         issues, total = await state.github.search_issues(q, token=token, per_page=max_results)
         return {"total_count": total, "issues": [asdict(issue) for issue in issues]}

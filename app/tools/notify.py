@@ -12,9 +12,10 @@ from pydantic import Field
 
 from app.confirmation import current_confirmation
 from app.errors import InvalidArgument
+from app.guards.display_text import require_displayable
 from app.secrets import WEBHOOK_URL
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 TOOL_NAME = "send_notification"
 MAX_MESSAGE_CHARS = 2000
@@ -37,6 +38,9 @@ def build_payload(arguments: Mapping[str, Any]) -> dict[str, str]:
         raise InvalidArgument("channel must be 1-80 characters of a-z, 0-9, '.', '_' or '-'")
     if not isinstance(urgency, str) or urgency not in URGENCIES:
         raise InvalidArgument(f"urgency must be one of {', '.join(sorted(URGENCIES))}")
+    # Every user-visible field; channel and urgency are narrower already, so for them this is depth.
+    for field, value in (("message", message), ("channel", channel), ("urgency", urgency)):
+        require_displayable(field, value)
     return {"channel": channel, "urgency": urgency, "text": f"[{urgency}] {message}"}
 
 

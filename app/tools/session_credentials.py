@@ -25,11 +25,12 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app.errors import InvalidArgument
-from app.sessions import session_key
+from app.tools.caller_state import caller_state_key
 from app.tools.spec import AuditSummary, ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.wire.credentials import CredentialPayload, parse_credential_payload
 from app.wire.session_seal import SessionSealError
+from app.wire.tls_binding import CHANNEL_META_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ def _open(state: ServerState, session_id: str | None, sealed: str) -> Credential
     if not MIN_SEALED_CHARS <= len(sealed) <= MAX_SEALED_CHARS or not SEALED_ALPHABET.fullmatch(sealed):
         _reject(f"expected an HPKE blob sealed to this session's key (base64url, "
                 f"{MIN_SEALED_CHARS}..{MAX_SEALED_CHARS} characters)")
-    if session_id is None:
-        _reject("no MCP session: session credentials bind to a session")  # Fail closed.
+    if session_id is None:  # Fail closed.
+        _reject(f"no attested channel: call attestation_status with a nonce, verify it, and name the returned "
+                f"channel in _meta[{CHANNEL_META_KEY!r}]")
     session = state.sessions.get(session_id)
     if not session.attested:
         _reject("this session has no attestation yet: call attestation_status with a nonce and verify it first")
@@ -84,7 +86,7 @@ def register(mcp: FastMCP, state: ServerState) -> None:
                                                  "(base64url); plaintext tokens are refused")],
     ) -> dict:
         """Hand this session your own scoped credentials, sealed to the attested session key; returns kind and expiry."""
-        session_id = session_key(state.principals().subject, ctx.session_id) if ctx.session_id else None
+        session_id = caller_state_key(ctx, state.principals().subject)
         payload = _open(state, session_id, sealed)
         # Redact before storing: from here on the value may travel through logs of upstream errors.
         state.redactor.add_secret(payload.token)

@@ -14,7 +14,7 @@ from typing import Any
 from fastmcp import FastMCP
 from fastmcp.tools.base import ToolResult
 
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 
 Registrar = Callable[[FastMCP, ServerState], None]
 Summarizer = Callable[[Mapping[str, Any], "ToolResult | None"], dict[str, Any]]

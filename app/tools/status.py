@@ -10,9 +10,9 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from app import SERVER_NAME, __version__
-from app.sessions import session_key
+from app.tools.caller_state import caller_state_key, is_sessionless, named_channel, new_channel_handle
 from app.tools.spec import ToolSpec
-from app.tools.state import ServerState
+from app.tools.server_state import ServerState
 from app.wire.runtime_data import tools_digest
 
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
@@ -38,7 +38,10 @@ def register(mcp: FastMCP, state: ServerState) -> None:
             # The tools this caller sees (scope-filtered), so an agent can detect a changed tool set.
             visible = [tool.to_mcp_tool() for tool in await ctx.fastmcp.list_tools()]
             digest = digests[principal.scopes] = tools_digest(visible)
-        owned = session_key(principal.subject, ctx.session_id)
+        # 2026-07-28 has no session: a nonce without a named channel mints one (TEE mode), see caller_state.
+        minted = new_channel_handle() if (nonce and state.settings.tee_mode and is_sessionless(ctx)
+                                          and named_channel(ctx) is None) else None
+        owned = caller_state_key(ctx, principal.subject, minted)
         evidence = await state.attestation.evidence(nonce=nonce, session_id=owned, tools_digest=digest)
         report = {
             "server": SERVER_NAME,
@@ -48,11 +51,17 @@ def register(mcp: FastMCP, state: ServerState) -> None:
             "secrets_source": state.secrets.source,
             "disabled_capabilities": dict(state.disabled),
             "tools_digest": digest,
-            "session_credentials": state.sessions.active_credentials(owned),
+            "session_credentials": state.sessions.active_credentials(owned) if owned else [],
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        if owned and is_sessionless(ctx):
+            report["channel"] = minted or named_channel(ctx)
         for extra in state.status_extras:
             report.update(extra())
+        if state.audit_head is not None:
+            head = state.audit_head()
+            # Keep this outside the host: `audit verify --expect-head SEQ:SHA256` then detects a cut-back log.
+            report["audit_head"] = {**head, "expect_head": f"{head['seq']}:{head['sha256']}"}
         return report
 
 

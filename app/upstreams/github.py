@@ -4,7 +4,10 @@ Threat model: the token is the most valuable thing this client holds. It is
 attached per request, only to URLs on the configured API origin, and redirects
 are never followed (a 3xx to another host would otherwise carry the
 `Authorization` header, or invite us to). Error messages name the status and
-what to do, never the token, the request headers or the upstream body.
+what to do, never the token, the request headers or the upstream body; the one
+exception is a rejected query (422), whose explanation only GitHub can give: it
+is quoted as a bounded excerpt of GitHub's `message`, which the error boundary
+marks as untrusted and redacts (GitHub may echo what it was sent).
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 The server and the verifying agent must compute these byte-for-byte alike, so
 this module is their single definition.
 
-* Runtime JSON is ``{"nonce", "session_pub", "tools_digest"}`` serialised as
-  canonical JSON: keys sorted, no whitespace, UTF-8, no ASCII escaping. The SKR
-  sidecar receives the standard base64 of these bytes.
+* Runtime JSON is ``{"nonce", "session_pub", "tools_digest", "audit_pub",
+  "tls_spki_sha256"}`` serialised as canonical JSON: keys sorted, no
+  whitespace, UTF-8, no ASCII escaping. The SKR sidecar receives the standard
+  base64 of these bytes. The pre-auth attestation route has no session, so its
+  runtime JSON has no ``session_pub``; ``tls_spki_sha256`` is defined in
+  :mod:`app.wire.tls_binding`.
 * SEV-SNP report data is ``sha256(runtime bytes) || 32 zero bytes``; MAA shows
   it as 128 lowercase hex characters in ``x-ms-sevsnpvm-reportdata``.
 * The tools digest is the SHA-256 (hex) of the canonical JSON of the exposed
@@ -19,6 +22,8 @@ import base64
 import hashlib
 import json
 from typing import Any, Iterable, Mapping
+
+from app.wire.tls_binding import TLS_SPKI_FIELD
 
 MAX_NONCE_LENGTH = 128
 MIN_NONCE_LENGTH = 8
@@ -48,16 +53,18 @@ def validate_nonce(nonce: object) -> str:
     return nonce
 
 
-def runtime_claims(nonce: str, session_pub: str, tools_digest: str, audit_pub: str | None = None) -> dict[str, str]:
-    """The runtime JSON object that ``attestation_status`` binds into the MAA token.
+def runtime_claims(nonce: str, session_pub: str | None, tools_digest: str, audit_pub: str | None = None, *,
+                   tls_spki_sha256: str | None = None) -> dict[str, str]:
+    """The runtime JSON object an attestation binds into the MAA token.
 
     ``audit_pub`` (the audit log's Ed25519 public key) is bound too when the server has one, so a
     verifier of the audit log can take its key from signed evidence rather than an unsigned field.
+    ``tls_spki_sha256`` binds the TLS key the server answers with, so a client can pin that connection.
+    ``session_pub`` is None only on the pre-auth route, which serves no session.
     """
-    claims = {"nonce": nonce, "session_pub": session_pub, "tools_digest": tools_digest}
-    if audit_pub is not None:
-        claims["audit_pub"] = audit_pub
-    return claims
+    optional = {"session_pub": session_pub, "audit_pub": audit_pub, TLS_SPKI_FIELD: tls_spki_sha256}
+    return {"nonce": nonce, "tools_digest": tools_digest,
+            **{name: value for name, value in optional.items() if value is not None}}
 
 
 def expected_reportdata(runtime: bytes | Mapping[str, Any]) -> str:

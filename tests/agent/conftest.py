@@ -76,7 +76,6 @@ def plain_server(roomy_policy, tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def proxy(tee_stack) -> Iterator[RewritingProxy]:
-    """A man in the middle between the agent and the TEE server."""
-    with RewritingProxy(tee_stack.server.base_url) as running:
-        yield running
+def proxy(tee_stack, monkeypatch) -> RewritingProxy:
+    """Tampering with what the agent receives from the TEE server, past TLS (defense in depth)."""
+    return RewritingProxy(tee_stack.server.url).install(monkeypatch)

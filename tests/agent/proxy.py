@@ -1,9 +1,12 @@
-"""A man in the middle for tests: a real HTTP proxy on 127.0.0.1 that can rewrite MCP JSON-RPC results.
+"""Tampering past TLS, for defense-in-depth tests: rewrites the MCP JSON-RPC results an agent receives.
 
-It forwards every request to the server unchanged. For POSTs it buffers the
-answer (JSON or SSE), and hands each JSON-RPC result to ``rewrite(method, tool,
-result)`` so a test can swap a session key, replay an old token or poison a
-tool list. GETs (the server's notification stream) are streamed through.
+The attested channel stops a network man in the middle in the TLS handshake
+(see ``test_channel_threats.py``). These tests ask what the agent's content
+checks do if that layer were beaten anyway (an extracted key is out of scope
+by the TEE's guarantee, but checks should not lean on one another): the
+rewriter sits *inside* the agent's pinned HTTP client, after TLS, and hands
+each JSON-RPC result to ``rewrite(method, tool, result)`` so a test can swap a
+session key, replay an old token or poison a tool list.
 """
 
 from __future__ import annotations
@@ -11,23 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-import httpx
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+import httpx2
 
-from app.devstack.threaded import ThreadedServer
+from app.agent.channel import AttestedChannel
 
-# Never forwarded: they describe one hop, and the proxy re-frames the body.
-HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
-                         "content-length", "accept-encoding", "content-encoding"})
 Rewrite = Callable[[str, "str | None", dict[str, Any]], dict[str, Any]]
-
-
-def _forwardable(headers: Any) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() not in HOP_HEADERS}
+# Recomputed by httpx2 for the rewritten body.
+STALE_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
 def _requests_by_id(body: bytes) -> dict[Any, tuple[str, str | None]]:
@@ -41,26 +34,30 @@ def _requests_by_id(body: bytes) -> dict[Any, tuple[str, str | None]]:
 
 
 class RewritingProxy:
-    """Forwards ``/mcp`` to ``upstream``; ``rewrite`` and ``rewrite_headers`` change what the client receives.
-
-    Args:
-        upstream: The server's base URL (``http://127.0.0.1:PORT``).
+    """Rewrites what every pinned agent client receives from ``url``, once :meth:`install` ran.
 
     Example:
-        with RewritingProxy(server.base_url) as proxy:
-            proxy.rewrite = lambda method, tool, result: result
-            AttestedSession(proxy.url, trust=...)
+        proxy.rewrite = lambda method, tool, result: result
+        async with AttestedSession(proxy.url, trust=...) as session: ...
     """
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.rewrite: Rewrite | None = None
         self.rewrite_headers: Callable[[dict[str, str]], dict[str, str]] | None = None
         self.results: list[tuple[str, str | None, dict[str, Any]]] = []
-        self._client: httpx.AsyncClient | None = None  # made in the proxy's own event loop
-        self._server = ThreadedServer(Starlette(routes=[Route("/mcp", self._forward,
-                                                              methods=["GET", "POST", "DELETE"])]))
-        self.url = f"{self._server.url}/mcp"
+
+    def install(self, monkeypatch) -> RewritingProxy:
+        original = AttestedChannel.http_client
+        proxy = self
+
+        def tampered_client(channel: AttestedChannel, **options: Any) -> httpx2.AsyncClient:
+            client = original(channel, **options)
+            client._transport = _Rewriting(client._transport, proxy)
+            return client
+
+        monkeypatch.setattr(AttestedChannel, "http_client", tampered_client)
+        return self
 
     def _rewrite_message(self, message: Any, requests: dict[Any, tuple[str, str | None]]) -> Any:
         if not isinstance(message, dict) or message.get("id") not in requests or "result" not in message:
@@ -71,7 +68,10 @@ class RewritingProxy:
             message = {**message, "result": self.rewrite(method, tool, message["result"])}
         return message
 
-    def _rewrite_body(self, raw: bytes, content_type: str, requests: dict[Any, tuple[str, str | None]]) -> bytes:
+    def rewrite_body(self, raw: bytes, content_type: str, request_body: bytes) -> bytes:
+        requests = _requests_by_id(request_body)
+        if not raw.strip():
+            return raw
         if content_type.startswith("application/json"):
             return json.dumps(self._rewrite_message(json.loads(raw), requests)).encode()
         if not content_type.startswith("text/event-stream"):
@@ -83,27 +83,23 @@ class RewritingProxy:
             lines.append(line)
         return "\n".join(lines).encode()
 
-    async def _forward(self, request: Request) -> Response:
-        body = await request.body()
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=30)
-        outgoing = self._client.build_request(request.method, self.upstream + "/mcp", content=body,
-                                              headers=_forwardable(request.headers))
-        upstream = await self._client.send(outgoing, stream=True)
-        headers = _forwardable(upstream.headers)
-        if self.rewrite_headers is not None:
-            headers = self.rewrite_headers(headers)
-        if request.method != "POST":
-            return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=headers,
-                                     background=BackgroundTask(upstream.aclose))
-        raw = await upstream.aread()
-        await upstream.aclose()
-        content = self._rewrite_body(raw, upstream.headers.get("content-type", ""), _requests_by_id(body))
-        return Response(content, status_code=upstream.status_code, headers=headers)
 
-    def __enter__(self) -> RewritingProxy:
-        self._server.start()
-        return self
+class _Rewriting(httpx2.AsyncBaseTransport):
+    def __init__(self, inner: httpx2.AsyncBaseTransport, proxy: RewritingProxy) -> None:
+        self._inner = inner
+        self._proxy = proxy
 
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method != "POST" or not request.url.path.endswith("/mcp"):
+            return response
+        raw = await response.aread()
+        await response.aclose()
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in STALE_HEADERS}
+        if self._proxy.rewrite_headers is not None:
+            headers = self._proxy.rewrite_headers(headers)
+        content = self._proxy.rewrite_body(raw, response.headers.get("content-type", ""), request.content)
+        return httpx2.Response(response.status_code, headers=headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

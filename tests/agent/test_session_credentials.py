@@ -8,6 +8,7 @@ import json
 import pytest
 
 from app.agent import AttestedSession
+from app.agent.pinning import ChannelPin
 from app.wire.session_seal import SessionKey, seal_to_session
 from app.wire.credentials import ALLOWED_CREDENTIAL_KINDS, credential_payload, parse_credential_payload
 from tests.agent.conftest import CANARY_USER_TOKEN
@@ -71,7 +72,7 @@ class TestSealedOnly:
 
     async def test_unattested_session_is_refused(self, tee_stack):
         blob = seal_to_session(SessionKey.generate().public_b64url, credential_payload("github_token", "ghp_x" * 8))
-        async with mcp_session(tee_stack.server.url) as raw:
+        async with mcp_session(tee_stack.server.url, pin=ChannelPin()) as raw:
             result = await raw.call_tool(TOOL, {"sealed": blob})
         assert result.is_error and "no attestation yet" in text_of(result)
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from app.attestation.maa_keys import maa_jwks_cache
 from app.attestation.runtime import TeeConfig, TeeRuntime, TeeStartupError
 from app.secrets.tee_release import ReleasedSecrets, derive_audit_signing_key, refuse_plaintext_env, release_secrets
+from app.wire.runtime_data import runtime_claims
 from app.wire.session_seal import SessionKey
 from app.attestation.verifier import verify_maa_token
 from app.emulator.server import RunningEmulator, start_emulator
@@ -159,7 +160,8 @@ class TestAttest:
     async def test_token_binds_nonce_session_key_and_tools(self, shared_emulator: RunningEmulator) -> None:
         emulator = shared_emulator
         session = SessionKey.generate()
-        token = await TeeRuntime(_config(emulator)).attest("client-nonce-1", session.public_b64url, "ab" * 32)
+        token = await TeeRuntime(_config(emulator)).attest(
+            runtime_claims("client-nonce-1", session.public_b64url, "ab" * 32))
         claims = verify_maa_token(token, issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
                                   nonce="client-nonce-1", jwks_cache=maa_jwks_cache(), expected_runtime={
                                       "nonce": "client-nonce-1", "session_pub": session.public_b64url,
@@ -169,7 +171,7 @@ class TestAttest:
     @pytest.mark.parametrize("nonce", ["", "short", "x" * 129, "tab\tinside-nonce", "ünïcode-nonce"])
     async def test_bad_nonces_are_refused(self, shared_emulator: RunningEmulator, nonce: str) -> None:
         with pytest.raises(ValueError, match="nonce"):
-            await TeeRuntime(_config(shared_emulator)).attest(nonce, "cHVi", "ab" * 32)
+            await TeeRuntime(_config(shared_emulator)).attest(runtime_claims(nonce, "cHVi", "ab" * 32))
 
 
 class TestCanaries:

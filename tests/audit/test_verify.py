@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.audit.log import AuditLog, AuditSigner, public_key_b64
-from app.audit.verify import verify_audit_log
+from app.audit.verify import ExpectedHead, verify_audit_log
 from app.cli.audit import register
 
 RECORDS = 12
@@ -153,3 +153,13 @@ class TestRestartContinuesTheChain:
         path.write_text("{broken\n")
         with pytest.raises(ValueError, match="move it aside"):
             AuditLog(path, AuditSigner(key))
+
+
+class TestExpectedHead:
+    @pytest.mark.parametrize("text", ["", "12", "x:" + "a" * 64, "12:" + "a" * 63, "12:" + "A" * 64, "-1:" + "a" * 64])
+    def test_a_malformed_head_is_refused(self, text):
+        with pytest.raises(ValueError, match="SEQ:SHA256"):
+            ExpectedHead.parse(text)
+
+    def test_a_well_formed_head_parses(self):
+        assert ExpectedHead.parse("7:" + "ab" * 32) == ExpectedHead(7, "ab" * 32)

@@ -59,7 +59,7 @@ class TestVerifyToken:
         code = _run(["verify-token", "--token", "-", "--issuer", shared_emulator.issuer,
                      "--expect-hostdata", "cd" * 32])
         out = capsys.readouterr().out
-        assert code == 1 and "✗ hostdata" in out and "✓ debuggable" in out
+        assert code == 1 and "✗ hostdata" in out and "✓ not debuggable" in out and "✓ not expired" in out
 
     def test_untrusted_issuer_exits_nonzero(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (tmp_path / "token").write_text("a.b.c")

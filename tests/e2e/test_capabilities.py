@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
+from fastmcp import Client
 
 from app.auth.dev_issuer import DevIssuer
 from app.wire.runtime_data import tools_digest
@@ -92,6 +94,72 @@ class TestSessionOwnership:
         mallory = {**headers, **bearer(authed_server, "mcp:read", subject="mallory"), **session}
         assert httpx.post(authed_server.url, json=listing, headers=mallory).status_code == 404
         assert httpx.post(authed_server.url, json=listing, headers={**alice, **session}).status_code == 200
+
+
+def audit_records(server, expect=lambda records: True, within_s: float = 10.0) -> list[dict]:
+    """The audit log's records, once `expect` holds (records are written by a background thread)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        records = [json.loads(line) for line in server.audit_path.read_text().splitlines() if line.strip()]
+        if expect(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+class TestAuditClassification:
+    """Issue 10: every denial is audited as a denial, and only a delivered write is `ok`."""
+
+    async def test_a_refused_sql_is_audited_as_denied_by_the_guard(self, authed_server):
+        async with mcp_session(authed_server.url, headers=bearer(authed_server, "mcp:read", subject="sql-probe")) as s:
+            refused = await s.call_tool("query_database", {"sql": "DELETE FROM issues"})
+        assert refused.is_error
+        mine = lambda r: r.get("principal") == "sql-probe"  # noqa: E731
+        record = [r for r in audit_records(authed_server, lambda rs: any(map(mine, rs))) if mine(r)][-1]
+        assert record["decision"]["allowed"] is False
+        assert record["decision"]["layer"] == "sql_guard"
+        assert record["outcome"]["status"] == "error"
+
+    def test_a_401_is_audited_and_logged_without_the_token(self, authed_server):
+        forged = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.forged-signature-canary"
+        response = httpx.post(authed_server.url, json={}, headers={"Authorization": f"Bearer {forged}"})
+        assert response.status_code == 401
+        refusals = [r for r in audit_records(authed_server, lambda rs: any(r["type"] == "http" for r in rs))
+                    if r["type"] == "http"]
+        assert any(r["outcome"]["status"] == "401" and r["decision"] == {
+            "allowed": False, "layer": "auth", "reason": "malformed token"} for r in refusals), refusals
+        deadline = time.monotonic() + 10
+        while "refused POST /mcp: 401" not in authed_server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the log line is written by another process
+        assert "refused POST /mcp: 401" in authed_server.output()
+        assert "forged-signature-canary" not in authed_server.audit_path.read_text()
+        assert "forged-signature-canary" not in authed_server.output()
+
+    async def test_a_confirmation_question_is_not_audited_as_ok(self, authed_server, webhook_sink):
+        """MCP 2026-07-28 (FastMCP's client): the question is `input_required`, the delivery `ok`."""
+
+        async def accept(message, response_type, params, context):
+            return True
+
+        token = authed_server.issuer.mint(scopes=["mcp:read", "mcp:write"], audience=authed_server.url,
+                                          subject="modern-writer")
+        async with Client(authed_server.url, auth=token, elicitation_handler=accept) as client:
+            result = await client.call_tool("send_notification", {"message": "audit me", "channel": "ops"})
+        assert not result.is_error
+        mine = lambda r: r.get("principal") == "modern-writer" and r.get("tool") == "send_notification"  # noqa: E731
+        statuses = [r["outcome"]["status"] for r in audit_records(authed_server, lambda rs: sum(map(mine, rs)) >= 2)
+                    if mine(r)]
+        assert statuses == ["input_required", "ok"]
+
+    async def test_a_declined_write_is_audited_as_not_sent(self, authed_server):
+        """Up to 2025-11-25 (the official client's handshake): a decline means `not_sent`, never `ok`."""
+        headers = bearer(authed_server, "mcp:read", "mcp:write", subject="decliner")
+        async with mcp_session(authed_server.url, headers=headers, user=ScriptedUser("decline")) as session:
+            declined = await session.call_tool("send_notification", {"message": "no thanks"})
+        assert declined.is_error
+        mine = lambda r: r.get("principal") == "decliner"  # noqa: E731
+        record = [r for r in audit_records(authed_server, lambda rs: any(map(mine, rs))) if mine(r)][-1]
+        assert record["outcome"]["status"] == "not_sent"
+        assert record["decision"] == {"allowed": False, "layer": "confirmation", "reason": record["decision"]["reason"]}
 
 
 class TestAuditTrail:

@@ -90,3 +90,13 @@ class TestThirdPartyClient:
         called = self.inspector(server.url, "--method", "tools/call", "--tool-name", "query_database",
                                 "--tool-arg", "sql=SELECT count(*) AS n FROM issues")
         assert called["structuredContent"]["rows"] == [[300]]
+
+    def test_a_write_through_the_inspector_is_refused_saying_why(self, server, webhook_sink):
+        # The Inspector's CLI declares no elicitation: it must not read as "the user cancelled".
+        result = subprocess.run(
+            ["npx", "-y", INSPECTOR, "--cli", server.url, "--transport", "http", "--method", "tools/call",
+             "--tool-name", "send_notification", "--tool-arg", "message=hi"],
+            capture_output=True, text=True, timeout=240,
+        )
+        assert "this client cannot show confirmation prompts" in result.stdout
+        assert webhook_sink.posts == []

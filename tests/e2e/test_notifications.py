@@ -34,7 +34,7 @@ class TestConfirmationGate:
             (ScriptedUser("decline"), "declined"),
             (ScriptedUser("cancel"), "cancelled"),
             (ScriptedUser("accept", value=False), "answered no"),
-            (None, "does not support confirmation"),
+            (None, "cannot show confirmation prompts"),
         ],
         ids=["decline", "cancel", "accept-but-no", "client-without-elicitation"],
     )

@@ -9,9 +9,13 @@ import base64
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 from cryptography.hazmat.primitives import serialization
 
+from app.agent.pinning import ChannelPin, pinned_async_client
 from app.secrets.tee_release import derive_audit_signing_key
 from app.wire.runtime_data import tools_digest
 from app.attestation.verifier import verify_maa_token
@@ -19,6 +23,7 @@ from app.devstack.postgres import free_port
 from app.secrets.tee_release import StartupRefused, start_tee
 from app.emulator.keystore import key_pem, load_or_create_key
 from app.emulator.server import start_emulator
+from app.wire.tls_binding import ATTESTATION_ROUTE, BINDING_VERSION, CHANNEL_EXTENSION
 from policy.release_policy import build_release_policy, hostdata_of
 from tests.support.canaries import CANARY_GITHUB_TOKEN, assert_no_canary
 from tests.support.mcp_client import mcp_session, text_of
@@ -70,8 +75,8 @@ def tee_server(emulator, baseline_env, tmp_path_factory):
 
 class TestAttestedStatus:
     async def test_fresh_token_binds_nonce_session_key_and_tools(self, tee_server, emulator):
-        nonce = fresh_nonce()
-        async with mcp_session(tee_server.url) as session:
+        nonce, pin = fresh_nonce(), ChannelPin()
+        async with mcp_session(tee_server.url, pin=pin) as session:
             listed = (await session.list_tools()).tools
             result = await session.call_tool("attestation_status", {"nonce": nonce})
         body = result.structured_content
@@ -84,22 +89,23 @@ class TestAttestedStatus:
                                   nonce=nonce, expected_runtime=evidence["runtime"])
         assert claims["x-ms-sevsnpvm-hostdata"] == emulator.hostdata == body["hostdata"]
         assert claims["x-ms-runtime"]["audit_pub"] == body["audit_public_key"], "the audit key is attested"
+        assert claims["x-ms-runtime"]["tls_spki_sha256"] == pin.spki_sha256, "the TLS key of this connection is attested"
 
     async def test_a_nonce_is_single_use_per_session(self, tee_server):
         nonce = fresh_nonce()
-        async with mcp_session(tee_server.url) as session:
+        async with mcp_session(tee_server.url, pin=ChannelPin()) as session:
             first = await session.call_tool("attestation_status", {"nonce": nonce})
             again = await session.call_tool("attestation_status", {"nonce": nonce})
         assert first.structured_content["running_in_tee"] is True
         assert again.is_error and "already used" in text_of(again)
 
     async def test_without_a_nonce_there_is_no_claim_of_tee(self, tee_server):
-        async with mcp_session(tee_server.url) as session:
+        async with mcp_session(tee_server.url, pin=ChannelPin()) as session:
             body = (await session.call_tool("attestation_status", {})).structured_content
         assert body["running_in_tee"] is False and "nonce" in body["attestation_error"]
 
     async def test_audit_key_is_derived_from_the_released_key(self, tee_server, unseal_key):
-        async with mcp_session(tee_server.url) as session:
+        async with mcp_session(tee_server.url, pin=ChannelPin()) as session:
             body = (await session.call_tool("attestation_status", {})).structured_content
         derived = derive_audit_signing_key(serialization.load_pem_private_key(unseal_key, None)).public_key()
         raw = derived.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -108,7 +114,7 @@ class TestAttestedStatus:
 
 class TestUnsealedSecretsServeTools:
     async def test_tools_use_the_unsealed_credentials(self, tee_server, github_standin):
-        async with mcp_session(tee_server.url) as session:
+        async with mcp_session(tee_server.url, pin=ChannelPin()) as session:
             search = await session.call_tool("github_search_issues", {"query": "login"})
             query = await session.call_tool("query_database", {"sql": "SELECT count(*) FROM issues"})
         assert not search.is_error and not query.is_error, text_of(search) + text_of(query)
@@ -120,6 +126,40 @@ class TestUnsealedSecretsServeTools:
 
     def test_no_plaintext_secret_in_logs(self, tee_server):
         assert_no_canary([tee_server.output()], "the TEE server's logs")
+
+
+class TestAttestedChannel:
+    """The server side of the channel: HTTPS only, the pre-auth route, the MCP advertisement."""
+
+    async def test_the_pre_auth_route_binds_the_tls_key_of_this_connection(self, tee_server, emulator):
+        nonce, pin = fresh_nonce(), ChannelPin()
+        async with pinned_async_client(pin) as http:
+            response = await http.get(f"{tee_server.base_url}{ATTESTATION_ROUTE}", params={"nonce": nonce})
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+        body = response.json()
+        assert set(body["runtime"]) == {"nonce", "tools_digest", "audit_pub", "tls_spki_sha256"}  # no session key
+        claims = verify_maa_token(body["token"], issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
+                                  nonce=nonce, expected_runtime=body["runtime"])
+        assert claims["x-ms-runtime"]["tls_spki_sha256"] == pin.spki_sha256
+        assert_no_canary([response.text], "the pre-auth attestation answer")
+
+    def test_plain_http_is_off_in_tee_mode(self, tee_server):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{tee_server.port}/healthz", timeout=5)
+
+    async def test_both_eras_advertise_the_extension(self, tee_server, emulator):
+        async with pinned_async_client(ChannelPin(), timeout=30) as http:
+            async with streamable_http_client(tee_server.url, http_client=http) as (read, write):
+                async with ClientSession(read, write) as legacy:
+                    initialized = await legacy.initialize()
+            async with streamable_http_client(tee_server.url, http_client=http) as (read, write):
+                async with ClientSession(read, write) as modern:
+                    discovered = await modern.discover()
+        # 2025-11-25 has no `extensions` field on the wire, so the same settings travel under `experimental`.
+        for advertised in (initialized.capabilities.experimental[CHANNEL_EXTENSION],
+                           discovered.capabilities.extensions[CHANNEL_EXTENSION]):
+            assert advertised["route"] == ATTESTATION_ROUTE and advertised["binding"] == BINDING_VERSION
+            assert advertised["issuer"] == emulator.issuer
 
 
 class TestFailClosedStartup:
@@ -165,7 +205,7 @@ class TestFailClosedStartup:
             server = self.start(tee_env(running, baseline_env), tmp_path, "--no-require-secrets")
             server.wait_ready()
             try:
-                async with mcp_session(server.url) as session:
+                async with mcp_session(server.url, pin=ChannelPin()) as session:
                     tools = {tool.name for tool in (await session.list_tools()).tools}
                     body = (await session.call_tool("attestation_status", {"nonce": fresh_nonce()})).structured_content
             finally:

@@ -15,7 +15,8 @@ from fastmcp import Client
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.verify import verify_audit_log
 from app.errors import UpstreamError
-from tests.support.stack import READ_ONLY, Stack
+from app.middleware.audit import SUPPRESSED_FLUSH_AFTER_S, SuppressedRefusals
+from tests.support.stack import READ_ONLY, FakeClock, Stack
 
 SQL = "select title from issues where id = 42"
 
@@ -127,3 +128,17 @@ class TestNeverBlocksAndLosesNothing:
         log.close()
         with pytest.raises(RuntimeError, match="closed"):
             log.append({"type": "call"})
+
+
+class TestSuppressedRefusals:
+    def test_counts_are_written_after_the_window_per_principal_and_on_drain(self):
+        clock = FakeClock()
+        suppressed = SuppressedRefusals(clock)
+        assert suppressed.add("eve") == [] and suppressed.add("eve") == []
+        clock.advance(1)
+        assert suppressed.add("mallory") == []
+        clock.advance(SUPPRESSED_FLUSH_AFTER_S)
+        due = suppressed.due()
+        assert [(r["principal"], r["refused_calls"]) for r in due] == [("eve", 2), ("mallory", 1)]
+        suppressed.add("eve")
+        assert [(r["principal"], r["refused_calls"]) for r in suppressed.drain()] == [("eve", 1)]

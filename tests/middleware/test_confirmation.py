@@ -101,3 +101,12 @@ class TestRoundTripStateIsBound:
     def test_foreign_state_is_refused(self):
         with pytest.raises(ConfirmationRefused, match="not ours"):
             self.leg(ConfirmationMiddleware({"write"}), "not json")
+
+    def test_state_asked_of_one_principal_is_refused_for_another(self):
+        """Issue 13, finding 10 (defense in depth beside the SDK's own binding)."""
+        caller = SimpleNamespace(subject="bob")
+        middleware = ConfirmationMiddleware({"write"}, principals=lambda: caller)
+        state = self.asked_state(middleware)
+        caller.subject = "eve"
+        with pytest.raises(ConfirmationRefused, match="asked of another caller"):
+            self.leg(middleware, state)

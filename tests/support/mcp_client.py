@@ -10,6 +10,8 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from app.agent.pinning import ChannelPin
+
 
 class ScriptedUser:
     """Answers elicitation requests the way a test says: accept, decline, cancel or no."""
@@ -26,10 +28,14 @@ class ScriptedUser:
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(url: str, *, user: ScriptedUser | None = None,
-                      headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
-    """Connect and initialize; `user=None` means a client without elicitation support."""
-    async with httpx2.AsyncClient(headers=headers or {}, timeout=30) as http:
+async def mcp_session(url: str, *, user: ScriptedUser | None = None, headers: dict[str, str] | None = None,
+                      pin: ChannelPin | None = None) -> AsyncIterator[ClientSession]:
+    """Connect and initialize; `user=None` means a client without elicitation support.
+
+    ``pin`` (for a TEE-mode server's self-signed HTTPS) makes every connection enforce that SPKI pin.
+    """
+    tls = {"verify": pin.ssl_context()} if pin is not None else {}
+    async with httpx2.AsyncClient(headers=headers or {}, timeout=30, **tls) as http:
         async with streamable_http_client(url, http_client=http) as (read, write):
             async with ClientSession(read, write, elicitation_callback=user) as session:
                 await session.initialize()

@@ -13,7 +13,7 @@ import httpx
 
 from app.devstack.postgres import free_port
 
-STARTUP_TIMEOUT_S = 20.0
+STARTUP_TIMEOUT_S = 60.0  # generous: a loaded 2-core machine starts a server slowly
 
 
 class ServerProcess:
@@ -28,8 +28,10 @@ class ServerProcess:
     def __init__(self, env: dict[str, str], *, log_dir: Path, args: list[str] | None = None,
                  command: str = "serve") -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        # TEE mode serves HTTPS only, with a self-signed key born in the process (clients pin it).
+        self.tls = env.get("MCP_TEE_MODE") == "tee" or "--tee" in (args or [])
+        self.base_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.url = f"{self.base_url}/mcp"
         self.log_path = log_dir / f"server-{self.port}.log"
         self._env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env}
         self._argv = [sys.executable, "-m", "app.cli", command, "--port", str(self.port), *(args or [])]
@@ -52,7 +54,8 @@ class ServerProcess:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited with {self._process.returncode}:\n{self.output()[-2000:]}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=0.5).status_code == 200:
+                # Readiness only: no credential travels on this unpinned probe.
+                if httpx.get(f"{self.base_url}/healthz", timeout=0.5, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)

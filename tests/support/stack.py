@@ -25,8 +25,11 @@ from app.middleware.breakers import Breakers
 from app.capability_policy import CapabilityPolicy, load_policy, policy_from_mapping
 from app.auth.principal import PrincipalProvider
 from app.middleware.quotas import RateLimiter
+from app.middleware.refusals import RefusalLedger
 from app.audit.redaction import Redactor
+from app.middleware.audit import record_http_refusal
 from app.middleware.stack import build_middleware
+from app.server.session_admission import SESSION_IDLE_TIMEOUT_S, SessionAdmission
 from app.tools.catalog import TOOL_SPECS
 from app.errors import UpstreamError
 
@@ -95,12 +98,13 @@ class Stack:
         self.redactor = Redactor(secrets)
         self.breakers = Breakers(self.policy.upstreams, clock=self.clock)
         self.limiter = RateLimiter(self.policy, clock=self.clock)
+        self.refusals = RefusalLedger(self.policy.refusals, clock=self.clock)
         self.principals = PrincipalProvider(auth_enabled=auth_enabled, local_scopes=scopes)
         # The production composition (`build_middleware`, as `assemble` calls it) over toy tools
         # that carry the real tools' specs, so the order under test is the order that runs.
         self.server = FastMCP("toy", middleware=build_middleware(
             self.policy, TOOL_SPECS, audit=self.audit, redactor=self.redactor, breakers=self.breakers,
-            principals=self.principals, quotas=self.limiter, confirmation_timeout_s=5))
+            principals=self.principals, quotas=self.limiter, refusals=self.refusals, confirmation_timeout_s=5))
         self.upstream_fault: Exception | None = None
         self.github_url: str | None = None
         self.gate: asyncio.Event | None = None
@@ -141,6 +145,12 @@ class Stack:
         def debug_dump_env() -> str:
             return "should never be reachable"
 
+    def http_app(self):
+        """The toy server over streamable HTTP on /mcp, behind session admission as in production."""
+        app = self.server.http_app(path="/mcp", session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
+        return SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock,
+                                on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
+
     def client(self, **options) -> Client:
         """An in-memory client whose user accepts every confirmation prompt."""
         async def accept(message, response_type, params, context):
@@ -173,11 +183,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app, port: int | None = None) -> Iterator[str]:
+def serve(app, port: int | None = None, **options) -> Iterator[str]:
     """Run an ASGI app with uvicorn on 127.0.0.1 in a background thread; yields its base URL."""
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=1))
+                                           timeout_graceful_shutdown=1, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -17,5 +17,8 @@ def tee_endpoints(emulator: RunningEmulator, identity_client_id: str, *, release
         "SKR_KEY_NAME": emulator.key_name,
         "IDENTITY_CLIENT_ID": identity_client_id,
         "SKR_RELEASE_DEADLINE_S": str(release_deadline_s),
+        # Many test clients share 127.0.0.1: the route's limits themselves are tested in-process.
+        "MCP_ATTESTATION_PER_SECOND": "1000",
+        "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE": "60000",
         **emulator.identity_env,
     }

@@ -19,7 +19,7 @@ from app.upstreams.webhook import WebhookClient
 class AttestationProvider(Protocol):
     """The seam between `attestation_status` and whatever proves where we run."""
 
-    async def evidence(self, *, nonce: str | None, session_id: str, tools_digest: str) -> dict[str, Any]:
+    async def evidence(self, *, nonce: str | None, session_id: str | None, tools_digest: str) -> dict[str, Any]:
         """Fields to merge into the status report; `running_in_tee` must come from verified evidence."""
         ...
 
@@ -27,7 +27,7 @@ class AttestationProvider(Protocol):
 class NotAttested:
     """Non-TEE mode: there is no evidence, so the server says so instead of guessing."""
 
-    async def evidence(self, *, nonce: str | None, session_id: str, tools_digest: str) -> dict[str, Any]:
+    async def evidence(self, *, nonce: str | None, session_id: str | None, tools_digest: str) -> dict[str, Any]:
         return {
             "running_in_tee": False,
             "tee_type": "none",
@@ -48,6 +48,8 @@ class ServerState:
     disabled: dict[str, str] = field(default_factory=dict)
     attestation: AttestationProvider = field(default_factory=NotAttested)
     status_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    # Writes a signed audit checkpoint and returns it; only attestation_status calls it (it writes).
+    audit_head: Callable[[], dict[str, Any]] | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     redactor: Redactor = field(default_factory=Redactor)  # layer-2 tokens are added to it
