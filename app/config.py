@@ -16,6 +16,21 @@ DEFAULT_LOCAL_SCOPES = "mcp:read,mcp:write"
 TEE_MODE = "tee"
 ENV_MODE = "env"
 _MODES = frozenset({ENV_MODE, TEE_MODE})
+# Every variable a TEE deployment pins into the measured template (components/containers.py; a test
+# keeps the two in step). confcom lets the host start the container without any of them
+# (`required: false`, `allow_environment_variable_dropping`), and several have a harmless-looking
+# default here (auth off, audit to stdout), so a deployed server refuses to start when one is
+# missing. The deployed command asks for the check (`--require-pinned-env`): argv, unlike env, is
+# enforced exactly by the policy and cannot be dropped.
+TEE_PINNED_ENV = frozenset({
+    "MCP_TEE_MODE",
+    # attestation and key release
+    "SKR_ENDPOINT", "MAA_ENDPOINT", "AKV_ENDPOINT", "SKR_KEY_NAME", "IDENTITY_CLIENT_ID",
+    # inbound auth
+    "MCP_AUTH_ISSUER", "MCP_AUTH_JWKS_URL", "MCP_AUTH_AUDIENCE",
+    # the audit stream off the box
+    "MCP_AUDIT_SINK", "MCP_AUDIT_BLOB_ACCOUNT_URL", "MCP_AUDIT_BLOB_CONTAINER",
+})
 
 
 class ConfigError(ValueError):
@@ -42,6 +57,7 @@ class Settings:
     attestation_per_source_per_minute: float = 30.0
     # Scopes of the local principal, who is every caller when auth is off (loopback, or stdio).
     local_scopes: frozenset[str] = frozenset(DEFAULT_LOCAL_SCOPES.split(","))
+    capability_root_dir: str | None = None  # dev only: keep the capability root across restarts (NOT A TEE)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -70,12 +86,18 @@ def load_settings(
     transport: str | None = None,
     tee: bool | None = None,
     require_secrets: bool | None = None,
+    require_pinned_env: bool = False,
 ) -> Settings:
-    """Build validated settings from `env` (default: os.environ) and explicit CLI overrides."""
+    """Build validated settings from `env` (default: os.environ) and explicit CLI overrides.
+
+    `require_pinned_env` (a deployed group) refuses to start unless every `TEE_PINNED_ENV` variable is set.
+    """
     env = os.environ if env is None else env
     mode = TEE_MODE if tee else (env.get("MCP_TEE_MODE") or ENV_MODE).lower()
     if mode not in _MODES:
         raise ConfigError(f"MCP_TEE_MODE must be one of {sorted(_MODES)}, got {mode!r}")
+    if require_pinned_env:
+        refuse_dropped_env(env, mode)
     github_api_url = (env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/")
     try:
         # The token rides on every request: plain http only to this machine (stand-ins, tests).
@@ -98,7 +120,12 @@ def load_settings(
         attestation_per_source_per_minute=_float(env, "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE", 30.0),
         local_scopes=frozenset(scope.strip() for scope in (env.get("MCP_LOCAL_SCOPES") or DEFAULT_LOCAL_SCOPES)
                                .split(",") if scope.strip()),
+        capability_root_dir=env.get("MCP_CAPABILITY_ROOT_DIR") or None,
     )
+    if settings.tee_mode and settings.capability_root_dir:
+        # Fail closed: in a TEE the capability root comes only from the attested key release.
+        raise ConfigError("MCP_CAPABILITY_ROOT_DIR is for development; in TEE mode the capability root is derived "
+                          "from the released key")
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")
     if settings.transport == "stdio" and settings.audit_log == "-":
@@ -108,6 +135,16 @@ def load_settings(
         raise ConfigError("--transport stdio is local and single-user and carries no bearer token: unset "
                           "MCP_AUTH_ISSUER; calls then run as the local principal with MCP_LOCAL_SCOPES")
     return settings
+
+
+def refuse_dropped_env(env: Mapping[str, str], mode: str) -> None:
+    """Fail closed when a deployed group lacks a variable its policy pinned: the host dropped it."""
+    if mode != TEE_MODE:
+        raise ConfigError("--require-pinned-env is for TEE deployments: add --tee")
+    missing = sorted(name for name in TEE_PINNED_ENV if not env.get(name))
+    if missing:
+        raise ConfigError(f"refusing to start: the deployment pins {', '.join(missing)} but the environment lacks "
+                          "it (the host may drop pinned variables)")
 
 
 def _auth_settings(env: Mapping[str, str]) -> AuthSettings | None:

@@ -7,6 +7,11 @@ confcom runs on that template (both containers, images by digest, commands, env,
 function computes ``hostdata = sha256(base64-decode(policy))`` for generated and supplied policies
 alike. Anything that is not valid base64 fails the deployment instead of producing a hash.
 
+The policy, and so the hostdata, changes with the confcom version and with its flags (1.2.7,
+1.4.3 and 1.4.3 with `--disable-stdio` give three different hashes for the same template). So both
+are stack settings: the command installs exactly the pinned version (or refuses when it cannot),
+passes exactly the pinned flags, and both are triggers of the step and stack outputs.
+
 No cycle: the template wildcards SKR_KEY_NAME and IDENTITY_CLIENT_ID (ARM parameters without a
 default become `.*`), and the secrets are read from Key Vault at run time, never from env. So the
 policy depends on the image and on config only; the key depends on the policy, never the reverse.
@@ -22,12 +27,22 @@ from pulumi_command import local
 from components.containers import GroupSpec, render_arm_template
 from policy.release_policy import hostdata_of
 
-# stdin carries the template, so nothing is written into the repo and the template is the trigger.
+# stdin carries the template, so nothing is written into the repo and the template is a trigger.
+# The flags come from a validated allow-list (components/config.py), so word splitting is safe.
 CONFCOM_SCRIPT = """set -eu
+installed() { az extension show --name confcom --query version --output tsv 2>/dev/null || true; }
+if [ "$(installed)" != "$CONFCOM_VERSION" ]; then
+  az extension remove --name confcom 1>&2 2>/dev/null || true
+  az extension add --name confcom --version "$CONFCOM_VERSION" --yes 1>&2
+fi
+if [ "$(installed)" != "$CONFCOM_VERSION" ]; then
+  echo "confcom $CONFCOM_VERSION is pinned but $(installed) is installed" >&2
+  exit 1
+fi
 template="$(mktemp)"
 trap 'rm -f "$template"' EXIT
 cat > "$template"
-az confcom acipolicygen -a "$template" --print-policy --approve-wildcards
+az confcom acipolicygen -a "$template" --print-policy --approve-wildcards $CONFCOM_FLAGS
 """
 
 
@@ -60,11 +75,15 @@ class CcePolicyArgs:
 
     Attributes:
         group: The group to measure; wildcarded env vars may still be unbound.
+        confcom_version: The exact confcom extension version.
+        confcom_flags: Extra `acipolicygen` flags, already validated.
         policy_file: A pre-generated base64 policy to use instead of running confcom. It goes
             through the same hash path; ACI refuses to start containers it does not match.
     """
 
     group: GroupSpec
+    confcom_version: str
+    confcom_flags: tuple[str, ...] = ()
     policy_file: str | None = None
 
 
@@ -88,11 +107,13 @@ class CcePolicy(ComponentResource):
         if args.policy_file:
             self.policy = Output.from_input(read_policy_file(args.policy_file))
         else:
+            flags = " ".join(args.confcom_flags)
             confcom = local.Command(
                 f"{name}-confcom",
                 create=CONFCOM_SCRIPT,
                 stdin=self.template,
-                triggers=[self.template],
+                environment={"CONFCOM_VERSION": args.confcom_version, "CONFCOM_FLAGS": flags},
+                triggers=[self.template, args.confcom_version, flags],
                 opts=child_opts,
             )
             self.policy = confcom.stdout.apply(policy_from_output)

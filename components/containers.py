@@ -7,9 +7,12 @@ what runs. So both are rendered here from a single `GroupSpec`, and nothing else
 
 Which env values are in the policy:
 - *Pinned* (literal in the template, so measured): MCP_TEE_MODE, SKR_ENDPOINT, MAA_ENDPOINT,
-  AKV_ENDPOINT, MCP_AUTH_*, MCP_AUDIT_LOG and the sidecar's Port/LogLevel. They are known from
-  stack config before any resource exists, and pinning them stops an operator from pointing the
-  app at another vault, another attestation service or another token issuer.
+  AKV_ENDPOINT, MCP_AUTH_*, MCP_AUDIT_* and the sidecar's Port/LogLevel. They are known from stack
+  config and the tenant before any resource exists, and pinning them stops an operator from
+  pointing the app at another vault, attestation service, token issuer or audit store. confcom
+  still lets the host *drop* a variable (`required: false`), so the deployed command asks the app
+  to refuse to start when any of them is missing (`TEE_PINNED_ENV` in `app/config.py`; a test
+  keeps the two lists in step).
 - *Wildcarded* (an ARM parameter with no default, which confcom turns into `.*`): SKR_KEY_NAME and
   IDENTITY_CLIENT_ID. The key is named after the release policy, which contains the hostdata of
   this very policy, so pinning the key name would be a cycle. The identity's client id is an
@@ -28,7 +31,14 @@ from typing import Any, Mapping, Sequence
 import pulumi
 from pulumi_azure_native import containerinstance
 
-APP_PORT = 8080
+from components.audit_storage import AUDIT_SINK
+
+# The app serves HTTPS itself on 443 in TEE mode (the attested channel); no proxy terminates TLS.
+APP_PORT = 443
+# `--tee` and `--require-pinned-env` sit in the measured command, which the host cannot drop.
+APP_COMMAND = ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0", "--port", str(APP_PORT))
+# Pinned only when configured, and harmless when dropped (the default is the same stdout).
+OPTIONAL_PINNED_ENV = frozenset({"MCP_AUDIT_LOG"})
 SKR_PORT = 9000
 SKR_COMMAND = ("/skr.sh",)
 ARM_API_VERSION = "2023-05-01"
@@ -99,20 +109,33 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class AppEnv:
-    """The app's env: endpoints and names only, never a secret."""
+    """The app's env: endpoints and names only, never a secret.
+
+    Attributes:
+        maa_endpoint: MAA host.
+        akv_endpoint: Vault host, no scheme.
+        auth_issuer: Expected token issuer.
+        auth_jwks_url: The issuer's signing keys.
+        auth_audience: The audience every replica accepts.
+        audit_blob_account_url: The audit sink's blob endpoint.
+        audit_blob_container: The audit sink's container.
+        audit_log: Optional local audit log target (a path, or ``-`` for stdout).
+    """
 
     maa_endpoint: str
     akv_endpoint: str
-    auth_issuer: str | None = None
-    auth_jwks_url: str | None = None
-    auth_audience: str | None = None
+    auth_issuer: pulumi.Input[str]
+    auth_jwks_url: pulumi.Input[str]
+    auth_audience: pulumi.Input[str]
+    audit_blob_account_url: str
+    audit_blob_container: str
     audit_log: str | None = None
 
 
 def app_container(image_ref: pulumi.Input[str], env: AppEnv, *, cpu: float, memory_gb: float,
-                  command: Sequence[str] = ()) -> ContainerSpec:
+                  command: Sequence[str] = APP_COMMAND) -> ContainerSpec:
     """The MCP server container in TEE mode, talking to the sidecar on localhost."""
-    pinned = {
+    pinned: dict[str, pulumi.Input[str] | None] = {
         "MCP_TEE_MODE": "tee",
         "SKR_ENDPOINT": f"http://localhost:{SKR_PORT}",
         "MAA_ENDPOINT": env.maa_endpoint,
@@ -120,11 +143,15 @@ def app_container(image_ref: pulumi.Input[str], env: AppEnv, *, cpu: float, memo
         "MCP_AUTH_ISSUER": env.auth_issuer,
         "MCP_AUTH_JWKS_URL": env.auth_jwks_url,
         "MCP_AUTH_AUDIENCE": env.auth_audience,
+        "MCP_AUDIT_SINK": AUDIT_SINK,
+        "MCP_AUDIT_BLOB_ACCOUNT_URL": env.audit_blob_account_url,
+        "MCP_AUDIT_BLOB_CONTAINER": env.audit_blob_container,
         "MCP_AUDIT_LOG": env.audit_log,
     }
     variables = [EnvVar(k, v) for k, v in pinned.items() if v is not None]
     variables += [EnvVar("SKR_KEY_NAME", None, pinned=False), EnvVar("IDENTITY_CLIENT_ID", None, pinned=False)]
-    return ContainerSpec("mcp-server", image_ref, tuple(command), tuple(variables), (APP_PORT,), cpu, memory_gb)
+    return ContainerSpec("mcp-server", image_ref, tuple(command or APP_COMMAND), tuple(variables), (APP_PORT,),
+                         cpu, memory_gb)
 
 
 def skr_sidecar(image: str) -> ContainerSpec:

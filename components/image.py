@@ -1,4 +1,4 @@
-"""Builds the app image into a private ACR and hands out an immutable `repo@sha256:…` reference.
+"""Builds the app image reproducibly into a private ACR and hands out an immutable `repo@sha256:…` reference.
 
 Two builders, chosen by the `imageBuilder` stack setting:
 - ``docker``: `pulumi_docker_build.Image` builds locally with buildx and pushes. It authenticates
@@ -7,14 +7,16 @@ Two builders, chosen by the `imageBuilder` stack setting:
 - ``acr-task``: `az acr build` runs the build inside Azure (no local Docker needed), through
   `pulumi_command.local.Command`; the digest is read back with `az acr repository show`.
 
-Either way the tag is the content digest of the build context, and the deployment uses only the
-digest, because the CCE policy measures image layers and a mutable tag could move under it.
+Reproducible, because every new digest is a new hostdata, a new key and a re-seal: the base image
+comes pinned by digest from stack config (build argument `BASE_IMAGE`), timestamps are fixed by
+`SOURCE_DATE_EPOCH` (a stack setting, not the commit time, which a docs-only commit would move),
+and the tag is the digest of exactly what the builder sees (`components/build_context.py`), so a
+change to docs or local state neither rebuilds nor rotates.
+The deployment uses only the digest, because the CCE policy measures image layers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 
@@ -24,33 +26,26 @@ from pulumi import ComponentResource, Output, ResourceOptions
 from pulumi_azure_native import containerregistry
 from pulumi_command import local
 
-# Build byproducts and local state that never belong in the image or its tag.
-CONTEXT_EXCLUDED_DIRS = frozenset({".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", "node_modules"})
+from components.build_context import context_digest
+
+TAG_LENGTH = 16
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ACR_TASK_SCRIPT = """set -eu
-az acr build --registry "$REGISTRY" --image "$IMAGE" --file "$DOCKERFILE" --platform linux/amd64 "$CONTEXT" 1>&2
+az acr build --registry "$REGISTRY" --image "$IMAGE" --file "$DOCKERFILE" --platform linux/amd64 \
+  --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "$CONTEXT" 1>&2
 az acr repository show --name "$REGISTRY" --image "$IMAGE" --query digest --output tsv
 """
 
 
-def context_digest(path: str) -> str:
-    """Hash the build context (paths and bytes), skipping local state, into 64 hex characters."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d not in CONTEXT_EXCLUDED_DIRS)
-        for filename in sorted(files):
-            full = os.path.join(root, filename)
-            digest.update(os.path.relpath(full, path).encode() + b"\0")
-            with open(full, "rb") as handle:
-                digest.update(hashlib.sha256(handle.read()).digest())
-    return digest.hexdigest()
+class ImageBuildError(ValueError):
+    """The build returned no image digest."""
 
 
 def _checked_digest(value: str) -> str:
     value = value.strip()
     if not _DIGEST.match(value):
         # Fail closed: without a real digest the policy would measure a moving tag.
-        raise ValueError("image build did not return a sha256 digest")
+        raise ImageBuildError("image build did not return a sha256 digest")
     return value
 
 
@@ -63,6 +58,8 @@ class AppImageArgs:
         location: Azure region of the registry.
         registry_name: Globally unique ACR name; the admin user stays disabled.
         repository: Repository inside the registry.
+        base_image: The Dockerfile's base, pinned by digest (build argument ``BASE_IMAGE``).
+        source_date_epoch: Fixed timestamp of everything the build writes (``SOURCE_DATE_EPOCH``).
         context: Build context directory.
         dockerfile: Dockerfile path.
         builder: ``docker`` or ``acr-task``.
@@ -72,9 +69,16 @@ class AppImageArgs:
     location: pulumi.Input[str]
     registry_name: str
     repository: str
+    base_image: str
+    source_date_epoch: str
     context: str = "."
     dockerfile: str = "Dockerfile"
     builder: str = "docker"
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        """The build arguments, part of the tag because they change the image."""
+        return {"BASE_IMAGE": self.base_image, "SOURCE_DATE_EPOCH": self.source_date_epoch}
 
 
 class AppImage(ComponentResource):
@@ -84,11 +88,13 @@ class AppImage(ComponentResource):
         registry_id: ARM id of the registry (the AcrPull scope).
         login_server: Registry host, e.g. ``myacr.azurecr.io``.
         image_ref: ``<login server>/<repository>@sha256:<digest>``.
+        tag: The content tag (first characters of the context digest).
     """
 
     registry_id: Output[str]
     login_server: Output[str]
     image_ref: Output[str]
+    tag: str
 
     def __init__(self, name: str, args: AppImageArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("mcptee:image:AppImage", name, {}, opts)
@@ -101,46 +107,49 @@ class AppImage(ComponentResource):
             sku=containerregistry.SkuArgs(name="Standard"),
             admin_user_enabled=False,
             anonymous_pull_enabled=False,
+            # A documented choice (docs/deploy.md): ACR Tasks, CI runners and ACI pull over the public
+            # endpoint; access is Entra-only (no admin user, no anonymous pull) and images go by digest.
+            public_network_access=containerregistry.PublicNetworkAccess.ENABLED,
             opts=child_opts,
         )
-        tag = context_digest(args.context)[:16]
+        self.tag = context_digest(args.context, args.dockerfile, args.build_args)[:TAG_LENGTH]
         if args.builder == "acr-task":
-            digest = self._acr_task(name, args, tag, registry, child_opts)
+            digest = self._acr_task(name, args, registry, child_opts)
         else:
-            digest = self._docker(name, args, tag, registry, child_opts)
+            digest = self._docker(name, args, registry, child_opts)
         self.registry_id = registry.id
         self.login_server = registry.login_server
         self.image_ref = Output.concat(registry.login_server, "/", args.repository, "@",
                                        digest.apply(_checked_digest))
         self.register_outputs({"registry_id": self.registry_id, "image_ref": self.image_ref})
 
-    @staticmethod
-    def _docker(name: str, args: AppImageArgs, tag: str, registry: containerregistry.Registry,
+    def _docker(self, name: str, args: AppImageArgs, registry: containerregistry.Registry,
                 opts: ResourceOptions) -> Output[str]:
         image = docker_build.Image(
             f"{name}-build",
             push=True,
-            tags=[Output.concat(registry.login_server, "/", args.repository, ":", tag)],
+            tags=[Output.concat(registry.login_server, "/", args.repository, ":", self.tag)],
             context=docker_build.BuildContextArgs(location=args.context),
             dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
+            build_args=args.build_args,
             platforms=[docker_build.Platform.LINUX_AMD64],
             opts=opts,
         )
         return image.digest
 
-    @staticmethod
-    def _acr_task(name: str, args: AppImageArgs, tag: str, registry: containerregistry.Registry,
+    def _acr_task(self, name: str, args: AppImageArgs, registry: containerregistry.Registry,
                   opts: ResourceOptions) -> Output[str]:
         build = local.Command(
             f"{name}-acr-build",
             create=ACR_TASK_SCRIPT,
             environment={
                 "REGISTRY": registry.name,
-                "IMAGE": f"{args.repository}:{tag}",
+                "IMAGE": f"{args.repository}:{self.tag}",
                 "DOCKERFILE": args.dockerfile,
                 "CONTEXT": args.context,
+                **args.build_args,
             },
-            triggers=[tag],
+            triggers=[self.tag],
             opts=opts,
         )
         return build.stdout

@@ -2,9 +2,10 @@
 
 Threat model: the group runs only under the CCE policy measured from the same `GroupSpec`, so any
 change to images, commands or pinned env makes ACI refuse the containers and Key Vault refuse the
-key. Only the app port is public; the sidecar binds localhost and its port is never in the
-group's IP ports. Env carries endpoints and names, never a secret or a `secure_value`.
-Replicas share one policy, one hostdata and one key; each has its own DNS label.
+key. Only the app port (443, HTTPS served by the app itself, the attested channel) is public; the
+sidecar binds localhost and its port is never in the group's IP ports. Env carries endpoints and
+names, never a secret or a `secure_value`. Replicas share one policy, one hostdata, one key and
+one auth audience; each has its own DNS label and https URL.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import pulumi
 from pulumi import ComponentResource, Output, ResourceOptions
 from pulumi_azure_native import containerinstance
 
-from components.containers import APP_PORT, GroupSpec, container_args
+from components.containers import GroupSpec, container_args
 
 
 def mcp_url(fqdn: str) -> str:
-    """The MCP endpoint of one group."""
-    return f"http://{fqdn}:{APP_PORT}/mcp"
+    """The MCP endpoint of one group: https on the default port (`APP_PORT` is 443), so no port in the URL."""
+    return f"https://{fqdn}/mcp"
 
 
 @dataclass
@@ -38,7 +39,8 @@ class ConfidentialServerArgs:
         dns_label_prefix: Each replica gets ``<prefix>-<index>``.
         replicas: Number of groups.
         restart_policy: ``Always``, ``OnFailure`` or ``Never``.
-        depends_on: Resources to wait for (the role assignments, so the first pull is allowed).
+        depends_on: Resources to wait for: the role assignments (so the first pull is allowed) and
+            the seal steps (so the groups start with secrets sealed to the current key).
     """
 
     resource_group_name: pulumi.Input[str]
@@ -95,4 +97,4 @@ class ConfidentialServer(ComponentResource):
         ]
         self.mcp_urls = Output.all(*[g.ip_address.apply(lambda ip: mcp_url(ip.fqdn)) for g in groups])
         self.group_names = Output.all(*[g.name for g in groups])
-        self.register_outputs({"mcp_urls": self.mcp_urls})
+        self.register_outputs({"mcp_urls": self.mcp_urls, "group_names": self.group_names})

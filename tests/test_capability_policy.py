@@ -9,7 +9,7 @@ from tests.support.stack import DELETE, POLICY_TEXT, policy_with
 
 
 class TestPackagedPolicy:
-    def test_declares_the_five_tools_with_their_classes_and_upstreams(self):
+    def test_declares_every_tool_with_its_class_and_upstream(self):
         policy = load_policy()
         assert {name: (t.tool_class, t.upstream, t.confirm, tuple(sorted(t.scopes)))
                 for name, t in policy.tools.items()} == {
@@ -18,6 +18,8 @@ class TestPackagedPolicy:
             "send_notification": ("write", "webhook", True, ("mcp:write",)),
             "attestation_status": ("read", "attestation", False, ("mcp:read",)),
             "provide_session_credentials": ("read", "none", False, ("mcp:read",)),
+            "mint_capability": ("read", "none", False, ("mcp:delegate",)),
+            "revoke_capability": ("read", "none", False, ("mcp:delegate",)),
         }
 
     def test_undeclared_tool_has_no_policy(self):

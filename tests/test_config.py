@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import TEE_PINNED_ENV, ConfigError, load_settings
 from app.urls import is_loopback_host
 
 
@@ -34,3 +34,50 @@ class TestModesAndTransports:
                                                 ("localhost", True), ("0.0.0.0", False), ("10.0.0.1", False)])
     def test_loopback_detection(self, host, loopback):
         assert is_loopback_host(host) is loopback
+
+
+DEPLOYED_ENV = {
+    "MCP_TEE_MODE": "tee", "SKR_ENDPOINT": "http://localhost:9000", "MAA_ENDPOINT": "sharedweu.weu.attest.azure.net",
+    "AKV_ENDPOINT": "kv.vault.azure.net", "SKR_KEY_NAME": "mcp-skr-abc", "IDENTITY_CLIENT_ID": "client",
+    "MCP_AUTH_ISSUER": "https://sts.windows.net/tenant/",
+    "MCP_AUTH_JWKS_URL": "https://login.microsoftonline.com/tenant/discovery/keys",
+    "MCP_AUTH_AUDIENCE": "https://contoso.onmicrosoft.com/mcp-tee-prod", "MCP_AUDIT_SINK": "blob",
+    "MCP_AUDIT_BLOB_ACCOUNT_URL": "https://acct.blob.core.windows.net", "MCP_AUDIT_BLOB_CONTAINER": "audit",
+}
+
+
+class TestDroppedPinnedEnv:
+    """Issue 12: confcom's env rules are `required: false`, so the host may start a group without any of them."""
+
+    def test_the_fixture_pins_every_variable(self):
+        assert set(DEPLOYED_ENV) == TEE_PINNED_ENV
+
+    def test_a_complete_deployment_env_loads(self):
+        settings = load_settings(DEPLOYED_ENV, tee=True, require_pinned_env=True)
+        assert settings.tee_mode and settings.auth is not None
+
+    @pytest.mark.parametrize("dropped", sorted(TEE_PINNED_ENV))
+    def test_each_dropped_variable_is_refused_by_name(self, dropped):
+        env = {name: value for name, value in DEPLOYED_ENV.items() if name != dropped}
+        with pytest.raises(ConfigError, match=f"pins {dropped} but the environment lacks it"):
+            load_settings(env, tee=True, require_pinned_env=True)
+
+    def test_an_emptied_variable_counts_as_dropped(self):
+        with pytest.raises(ConfigError, match="MCP_AUDIT_SINK"):
+            load_settings({**DEPLOYED_ENV, "MCP_AUDIT_SINK": ""}, tee=True, require_pinned_env=True)
+
+    def test_the_check_belongs_to_tee_deployments(self):
+        with pytest.raises(ConfigError, match="add --tee"):
+            load_settings({k: v for k, v in DEPLOYED_ENV.items() if k != "MCP_TEE_MODE"}, require_pinned_env=True)
+
+    def test_local_tee_runs_without_the_flag_are_unaffected(self):
+        assert load_settings({"MCP_TEE_MODE": "tee"}).tee_mode
+
+
+class TestCapabilityRootDir:
+    def test_dev_root_dir_is_read(self):
+        assert load_settings({"MCP_CAPABILITY_ROOT_DIR": "/tmp/x"}).capability_root_dir == "/tmp/x"
+
+    def test_refused_in_tee_mode(self):
+        with pytest.raises(ConfigError, match="MCP_CAPABILITY_ROOT_DIR"):
+            load_settings({"MCP_TEE_MODE": "tee", "MCP_CAPABILITY_ROOT_DIR": "/tmp/x"})

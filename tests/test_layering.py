@@ -36,6 +36,8 @@ FORBIDDEN_IMPORTS: dict[str, frozenset[str]] = {
     "app.jwks": frozenset({"app.config", *REQUEST_LAYERS}),
     "app.errors": frozenset({"app.config", *REQUEST_LAYERS}),
     "app.sessions": frozenset({"app.auth", *REQUEST_LAYERS}),
+    # Capability delegation is a library under the auth layer and the policy middleware.
+    "app.delegation": frozenset({"app.audit", "app.upstreams", "app.secrets", "app.attestation", *REQUEST_LAYERS}),
 }
 # The agent is a client: it may use the shared wire formats and the verification library, never
 # server state. This is an allow list.

@@ -37,18 +37,24 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from app.agent.delegation import (CapabilityNotAttested, MintedCapability, MintRefused, chain_to,
+                                  check_capability_key, minted_from)
 from app.agent.channel import CHANNEL_CHECK, AttestedChannel, attest_channel, check_trusted_issuer
-from app.agent.errors import CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged, VerificationFailed
+from app.agent.errors import (ChannelNotAttested, CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged,
+                              VerificationFailed)
 from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
 from app.wire.runtime_data import b64url, b64url_decode, tools_digest
 from app.wire.session_seal import seal_to_session
 from app.attestation.verifier import check_maa_token, verify_maa_token
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, credential_payload
+from app.wire.capability_token import is_capability
+from app.urls import is_loopback_host
 from app.wire.tls_binding import TLS_SPKI_FIELD
 
 ATTESTATION_TOOL = "attestation_status"
 CREDENTIALS_TOOL = "provide_session_credentials"
+MINT_TOOL = "mint_capability"
 NONCE_BYTES = 32
 SESSION_ID_HEADER = "mcp-session-id"
 X25519_PUBLIC_KEY_BYTES = 32
@@ -67,6 +73,7 @@ class _Verified:
     tools_digest: str
     tool_names: frozenset[str]
     expires_at: float
+    capability_pub: str | None = None
 
 
 def _text_of(result: types.CallToolResult) -> str:
@@ -81,7 +88,9 @@ class AttestedSession:
         url: The server's streamable-HTTP MCP URL (``.../mcp``).
         trust: Expected hostdata and trusted issuer (:class:`TrustPolicy`).
         headers: Extra HTTP headers; never ``Authorization`` (use ``bearer_token``).
-        bearer_token: The server's inbound-auth token; sent only on the attested, pinned channel.
+        bearer_token: The server's inbound-auth token; sent only on the attested, pinned channel. A
+            delegated capability (``biscuit~...``) is sent only once it chains to the capability key
+            the channel's attestation binds.
         channel: An already attested channel to reuse (default: attest one while entering).
         verify_on_enter: Verify while entering (default); if False, call :meth:`verify` yourself.
         clock: Wall-clock seconds (injectable to test expiry).
@@ -138,12 +147,24 @@ class AttestedSession:
         """A pinned client on an attested channel; plain HTTP only as a transport that can never verify."""
         options: dict[str, Any] = dict(headers=self._headers, timeout=self._timeout_s,
                                        event_hooks={"response": [self._saw_response]})
-        if urlsplit(self.url).scheme != "https":
+        parts = urlsplit(self.url)
+        if parts.scheme != "https":
             if self._bearer_token is not None:
+                # Fail closed: on plain HTTP nothing can be verified before the token would cross, so it
+                # may go only to this machine (a local non-TEE server), and never as a capability.
+                if not is_loopback_host(parts.hostname or ""):
+                    raise ChannelNotAttested("plain HTTP to a remote host: the bearer token was not sent; "
+                                             "use the server's https:// URL")
+                if is_capability(self._bearer_token):
+                    raise ChannelNotAttested("a capability is presented only on an attested https channel; "
+                                             "it was not sent")
                 options["headers"] = {**self._headers, "Authorization": f"Bearer {self._bearer_token}"}
             return httpx2.AsyncClient(**options)
         if self.channel is None:
             self.channel = await attest_channel(self.url, self.trust, timeout_s=self._timeout_s, clock=self._clock)
+        if self._bearer_token is not None and is_capability(self._bearer_token):
+            # Fail closed before the capability leaves this process: it must chain to the attested root.
+            chain_to(self._bearer_token, self.channel.runtime.get("capability_pub"))
         return self.channel.http_client(bearer=self._bearer_token, **options)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -215,7 +236,8 @@ class AttestedSession:
         if not isinstance(attestation.get("token"), str) or not isinstance(attestation.get("runtime"), Mapping):
             report.failed(ATTESTATION_TOOL, "attestation carries no token or runtime data")
             raise _CheckFailed
-        return {**attestation, "audit_public_key": status.get("audit_public_key")}
+        return {**attestation, "audit_public_key": status.get("audit_public_key"),
+                "capability_public_key": status.get("capability_public_key")}
 
     def _check_issuer(self, report: VerificationReport, token: str) -> None:
         if not check_trusted_issuer(report, self.trust, token):
@@ -250,9 +272,13 @@ class AttestedSession:
         session_pub = self._check_session_pub(report, signed, attestation["runtime"])
         self._check_tools_digest(report, signed, digest)
         self._check_audit_key(report, signed, attestation.get("audit_public_key"))
+        presented = self._bearer_token if self._bearer_token and is_capability(self._bearer_token) else None
+        if not check_capability_key(report, signed, attestation.get("capability_public_key"), presented):
+            raise _CheckFailed
         self._check_channel(report, signed)
         return _Verified(session_id=self._latest_session_id, session_pub=session_pub, tools_digest=digest,
-                         tool_names=frozenset(report.tools), expires_at=float(claims["exp"]))
+                         tool_names=frozenset(report.tools), expires_at=float(claims["exp"]),
+                         capability_pub=report.capability_public_key)
 
     def _check_audit_key(self, report: VerificationReport, signed: Mapping[str, Any], advertised: Any) -> None:
         """The audit log's verification key must come from the signed evidence, not an unsigned field."""
@@ -354,3 +380,15 @@ class AttestedSession:
     async def provide_credentials(self, kind: str, value: str, ttl_s: int = DEFAULT_CREDENTIAL_TTL_S) -> dict[str, Any]:
         """Seal a user credential to the attested session key and hand it to the server; returns kind and TTL."""
         return await self.provide_sealed(await self.seal_credentials(kind, value, ttl_s))
+
+    async def mint_capability(self, tools: list[str] | None = None, ttl_s: int | None = None) -> MintedCapability:
+        """Exchange this session's bearer for a capability chained to the attested capability key."""
+        verified = await self._require_verified()
+        await self._require_tool(MINT_TOOL)
+        if verified.capability_pub is None:
+            raise CapabilityNotAttested("the attestation binds no capability key")
+        arguments = {key: value for key, value in (("tools", tools), ("ttl_s", ttl_s)) if value is not None}
+        result = await self._session.call_tool(MINT_TOOL, arguments)
+        if result.is_error or not isinstance(result.structured_content, Mapping):
+            raise MintRefused(_text_of(result) or "refused")
+        return minted_from(result.structured_content, verified.capability_pub)

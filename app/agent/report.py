@@ -32,8 +32,9 @@ def transport_warnings(url: str) -> list[str]:
     """What the URL itself gives away: plain HTTP to another host is readable by the network and the operator."""
     parts = urlsplit(url)
     if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
-        return ["WARNING: plain HTTP to a remote server: the attestation still proves the code and layer-2 tokens "
-                "stay sealed to it, but session ids, bearer tokens and tool results travel in clear; put TLS in front"]
+        return ["WARNING: plain HTTP to a remote server: nothing binds this connection to the TEE, so no bearer "
+                "token is sent and the server cannot be verified; use its https:// URL (a TLS-terminating proxy "
+                "in front would break the channel binding too)"]
     return []
 
 
@@ -59,6 +60,7 @@ class VerificationReport:
     tools_digest: str | None = None
     session_pub: str | None = None
     audit_public_key: str | None = None
+    capability_public_key: str | None = None
     tls_spki_sha256: str | None = None
     expires_at: int | None = None
     warnings: list[str] = field(default_factory=list)

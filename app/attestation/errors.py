@@ -81,6 +81,12 @@ class DebuggableGuest(AttestationError):
     check = "debuggable"
 
 
+class VmplMismatch(AttestationError):
+    """``x-ms-sevsnpvm-vmpl`` is not the integer 0: the report did not come from the most privileged level."""
+
+    check = "vmpl"
+
+
 class HostdataMismatch(AttestationError):
     """``x-ms-sevsnpvm-hostdata`` is not the expected CCE policy hash."""
 

@@ -60,15 +60,17 @@ class TeeAttestation:
         issuer: The MAA issuer URL whose `/certs` keys sign genuine tokens.
         audit_pub: The audit log's public key, bound into every token's runtime data.
         tls_spki_sha256: The SPKI hash of the TLS key this process serves with, bound likewise.
+        capability_pub: The capability root's public key, bound likewise.
     """
 
     def __init__(self, runtime: TeeRuntime, sessions: NonceLedger, issuer: str, audit_pub: str,
-                 tls_spki_sha256: str) -> None:
+                 tls_spki_sha256: str, capability_pub: str | None = None) -> None:
         self._runtime = runtime
         self._sessions = sessions
         self._issuer = issuer
         self._audit_pub = audit_pub
         self._tls_spki_sha256 = tls_spki_sha256
+        self._capability_pub = capability_pub
         self._jwks = maa_jwks_cache()
 
     @property
@@ -76,13 +78,14 @@ class TeeAttestation:
         return self._issuer
 
     async def public_evidence(self, *, nonce: str, tools_digest: str) -> dict[str, Any]:
-        """The pre-auth route's answer: a verified token binding nonce, tools, audit key and TLS key.
+        """The pre-auth route's answer: a verified token binding nonce, tools, audit, TLS and capability keys.
 
         Raises:
             ValueError: a malformed nonce.
             SidecarError: the sidecar failed, or the token it returned does not verify.
         """
-        runtime = runtime_claims(nonce, None, tools_digest, self._audit_pub, tls_spki_sha256=self._tls_spki_sha256)
+        runtime = runtime_claims(nonce, None, tools_digest, self._audit_pub, tls_spki_sha256=self._tls_spki_sha256,
+                                 capability_pub=self._capability_pub)
         token = await self._runtime.attest(runtime)
         if await self._verified_hostdata(token, runtime) is None:
             raise SidecarError("attest", "the attestation token failed verification")
@@ -110,7 +113,8 @@ class TeeAttestation:
             raise InvalidArgument("no MCP session and no attested channel to bind the evidence to")
         session = self._sessions.consume_nonce(session_id, nonce)
         runtime = runtime_claims(nonce, session.key.public_b64url, tools_digest, self._audit_pub,
-                                 tls_spki_sha256=self._tls_spki_sha256)
+                                 tls_spki_sha256=self._tls_spki_sha256,
+                                 capability_pub=self._capability_pub)
         try:
             token = await self._runtime.attest(runtime)
         except ValueError as exc:

@@ -47,6 +47,7 @@ from app.attestation.errors import (
     SignatureInvalid,
     TokenExpired,
     TokenNotYetValid,
+    VmplMismatch,
 )
 
 ALLOWED_ALGORITHMS = frozenset({"RS256"})
@@ -163,6 +164,13 @@ def _check_debuggable(c: Mapping[str, Any], e: _Expectations) -> None:
         raise DebuggableGuest("guest is debuggable (or the claim is missing)")
 
 
+def _check_vmpl(c: Mapping[str, Any], e: _Expectations) -> None:
+    # Key Vault's release policy requires VMPL 0; evidence the vault would refuse must not pass here.
+    vmpl = c.get("x-ms-sevsnpvm-vmpl")
+    if isinstance(vmpl, bool) or vmpl != 0:
+        raise VmplMismatch("the report was not produced at VMPL 0 (or the claim is missing)")
+
+
 def _check_hostdata(c: Mapping[str, Any], e: _Expectations) -> None:
     got = c.get("x-ms-sevsnpvm-hostdata")
     if not isinstance(got, str) or not hmac.compare_digest(got.lower(), e.hostdata):
@@ -192,8 +200,9 @@ def _check_reportdata(c: Mapping[str, Any], e: _Expectations) -> None:
     got = c.get("x-ms-sevsnpvm-reportdata")
     if runtime is None or not isinstance(got, str):
         raise ReportdataMismatch("reportdata or x-ms-runtime missing")
-    if not got.lower().startswith(expected_reportdata(runtime)[:64]):
-        raise ReportdataMismatch("reportdata does not start with sha256 of the runtime JSON")
+    # report_data = sha256(runtime JSON) || 32 zero bytes: all 64 bytes are compared.
+    if not hmac.compare_digest(got.lower(), expected_reportdata(runtime)):
+        raise ReportdataMismatch("reportdata is not sha256 of the runtime JSON followed by 32 zero bytes")
 
 
 _Check = Callable[[Mapping[str, Any], _Expectations], None]
@@ -205,6 +214,7 @@ _CLAIM_CHECKS: tuple[tuple[str, _Check, Callable[[_Expectations], bool]], ...] =
     ("attestation_type", _check_attestation_type, lambda e: True),
     ("compliance", _check_compliance, lambda e: True),
     ("debuggable", _check_debuggable, lambda e: True),
+    ("vmpl", _check_vmpl, lambda e: True),
     ("hostdata", _check_hostdata, lambda e: True),
     ("nonce", _check_nonce, lambda e: e.nonce is not None),
     ("runtime", _check_runtime, lambda e: e.runtime is not None),
@@ -213,6 +223,7 @@ _CLAIM_CHECKS: tuple[tuple[str, _Check, Callable[[_Expectations], bool]], ...] =
 
 # How a check reads on a ✓/✗ line where its stable name (kept in JSON) would read as its opposite.
 CHECK_LABELS = {"expired": "not expired", "not_yet_valid": "already valid", "debuggable": "not debuggable",
+                "vmpl": "VMPL 0",
                 "jku": "jku is the issuer's"}
 
 

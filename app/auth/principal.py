@@ -9,7 +9,7 @@ carries the raw bearer token, so nothing downstream can forward it to an upstrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastmcp.server.dependencies import get_http_request
@@ -30,11 +30,16 @@ class Principal:
         subject: The JWT `sub` (or `local-dev` without auth).
         scopes: Granted scopes.
         token_id: The JWT `jti` when present, for audit correlation; never the token itself.
+        expires_at: When the credential expires (epoch seconds), if known; a minted capability never outlives it.
+        delegation: The verified capability chain (`app.delegation.token.VerifiedCapability`) when the
+            caller presented a delegated capability rather than its own bearer token.
     """
 
     subject: str
     scopes: frozenset[str]
     token_id: str | None = None
+    expires_at: float | None = None
+    delegation: Any = field(default=None, compare=False)
 
 
 def attach_principal(scope: dict[str, Any], principal: Principal) -> None:

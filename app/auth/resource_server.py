@@ -7,7 +7,9 @@ and HS/RS key confusion are impossible), require `iss`, `aud` (this server's can
 once per interval, so junk tokens cannot turn us into a JWKS-fetching amplifier. Tokens are taken
 only from the Authorization header: a query-string token is refused (it leaks into logs and
 history). The header is stripped before the MCP app sees the request, so no tool or upstream
-client can forward the caller's token.
+client can forward the caller's token. A bearer starting with ``biscuit~`` is a delegated
+capability, never a JWT; it is accepted only when a capability verifier is configured, verified
+on every request (a revocation takes effect at once), and yields a principal carrying its chain.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.principal import Principal, attach_principal
 from app.auth.settings import METADATA_PATH, AuthSettings
+from app.errors import CapabilityDenied
 from app.jwks import JwksCache, KeyUnavailable
 from app.wire.tls_binding import ATTESTATION_ROUTE
+from app.wire.capability_token import is_capability
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +82,11 @@ def parse_oauth_jwks(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
-    raw = claims.get("scope", claims.get("scp", ""))
+    raw = claims.get("scope", claims.get("scp"))
+    if raw is None:
+        # An app-only token (client credentials) has no delegated scopes; Entra puts the API's app
+        # roles in `roles` instead. A token that has scopes is never widened by its subject's roles.
+        raw = claims.get("roles", "")
     items = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else []
     return frozenset(item for item in items if isinstance(item, str))
 
@@ -89,11 +97,15 @@ class BearerTokenVerifier:
     Args:
         settings: Issuer, audience and algorithms.
         jwks: Key cache (defaults to one for `settings.jwks_url`).
+        capabilities: Turns a presented capability token into a principal (`DelegationService.principal`);
+            without it, capability tokens are refused.
     """
 
     def __init__(self, settings: AuthSettings, jwks: JwksCache | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 capabilities: Callable[[str], Principal] | None = None) -> None:
         self.settings = settings
+        self._capabilities = capabilities
         self.jwks = jwks or JwksCache(parse_oauth_jwks, allow_file=True)
         # Parsed key objects per (kid, alg): building one from a JWK costs more than a signature check.
         self._parsed: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
@@ -103,6 +115,8 @@ class BearerTokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """A principal for a valid token; a recently verified token is checked only for expiry."""
+        if is_capability(token):
+            return self._capability_principal(token)
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = self._wall_clock()
         cached = self._verified.get(digest)
@@ -119,6 +133,14 @@ class BearerTokenVerifier:
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return principal
+
+    def _capability_principal(self, token: str) -> Principal:
+        if self._capabilities is None:
+            _reject("capability tokens are not accepted by this server")
+        try:
+            return self._capabilities(token)
+        except CapabilityDenied as refused:
+            _reject(str(refused))
 
     async def _key(self, kid: str, algorithm: str) -> Any:
         """The verification key for `kid`; its type and declared algorithm must match the token's."""
@@ -164,7 +186,7 @@ class BearerTokenVerifier:
             _reject("invalid token")
         jti = claims.get("jti")
         principal = Principal(subject=str(claims["sub"]), scopes=_scopes(claims),
-                              token_id=jti if isinstance(jti, str) else None)
+                              token_id=jti if isinstance(jti, str) else None, expires_at=float(claims["exp"]))
         return principal, float(claims["exp"])
 
 
@@ -230,7 +252,7 @@ class BearerAuthApp:
         headers = [(name, value) for name, value in scope.get("headers", []) if name.lower() != b"authorization"]
         credentials = [value for name, value in scope.get("headers", []) if name.lower() == b"authorization"]
         if len(credentials) != 1 or not credentials[0][:7].lower() == b"bearer ":
-            return self._deny(scope, 401, None, "bearer token required")
+            return self._deny(scope, 401, None, "missing token: send it in the Authorization header")
         try:
             principal = await self._verifier.verify(credentials[0][7:].decode("latin-1").strip())
         except AuthError as refused:
@@ -242,7 +264,9 @@ class BearerAuthApp:
         attach_principal(scope, principal)
         # The MCP SDK binds each session to the credential that created it (a request for another
         # principal's session gets 404); it reads the caller from `scope["user"]`. No raw token here.
-        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=principal.subject, subject=principal.subject,
+        # A sub-agent presenting a capability never shares its delegator's MCP session.
+        client = principal.subject if principal.delegation is None else f"{principal.subject} via {principal.token_id}"
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=client, subject=principal.subject,
                                                       scopes=sorted(principal.scopes),
                                                       claims={"iss": self._settings.issuer}))
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from app.agent.errors import AgentError, ChannelNotAttested, VerificationFailed
 from app.agent.pinning import pin_refusal
 from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy, TrustPolicyError, load_stack_outputs, resolve_trust, stack_url
+from app.cli.capability import names, parse_duration
 from app.cli.commands import register_module
 from app.cli.connecting import bearer_from_env, explain_connect_failure
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S
@@ -53,6 +55,13 @@ def configure(agent: argparse.ArgumentParser, name: str) -> None:
     agent.add_argument("--arguments", default="{}", help="JSON object of arguments for --call")
     agent.add_argument("--auth-token-env", metavar="VAR", help="send the bearer token held in this env var "
                        "(a server with auth on answers 401 without one)")
+    delegation = agent.add_argument_group("delegation (see `mcp-tee capability`)")
+    delegation.add_argument("--mint-capability", metavar="FILE", type=Path, help="after verification, mint a "
+                            "capability for your bearer's rights and write it to FILE (mode 0600)")
+    delegation.add_argument("--capability-tools", type=names, help="with --mint-capability: only these tools")
+    delegation.add_argument("--capability-ttl", type=parse_duration, help="with --mint-capability: lifetime (e.g. 1h)")
+    delegation.add_argument("--capability-file", metavar="FILE", type=Path, help="present the capability in FILE "
+                            "as the bearer; sent only once it chains to the attested capability key")
     agent.set_defaults(func=run_agent)
 
 
@@ -83,6 +92,17 @@ async def _check_isolation(report: VerificationReport, url: str, trust: TrustPol
         report.failed("isolation", "the sealed credentials were accepted by a second session")
 
 
+async def _mint_into(session: AttestedSession, args: argparse.Namespace, report: VerificationReport) -> None:
+    """Mint a capability chained to the attested key and write it to a new 0600 file; report only its id."""
+    minted = await session.mint_capability(sorted(args.capability_tools) if args.capability_tools else None,
+                                           args.capability_ttl)
+    descriptor = os.open(args.mint_capability, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(minted.token + "\n")
+    report.passed("mint_capability", f"{args.mint_capability}: rights {', '.join(minted.rights)}, expires "
+                                     f"{minted.expires_at}, revocation id {minted.revocation_id}")
+
+
 async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, token: str | None,
                         call_arguments: dict[str, Any], bearer: str | None) -> tuple[VerificationReport, Any]:
     report = VerificationReport(url=url, warnings=[*transport_warnings(url), *[w for w in (trust.warning,) if w]])
@@ -90,6 +110,8 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
     try:
         async with AttestedSession(url, trust=trust, bearer_token=bearer) as session:
             report = session.report
+            if args.mint_capability:
+                await _mint_into(session, args, report)
             if token is not None:
                 sealed = await session.seal_credentials(GITHUB_TOKEN_KIND, token, args.ttl)
                 accepted = await session.provide_sealed(sealed)
@@ -135,6 +157,15 @@ def run_agent(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mcp-tee agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.capability_file:
+        if bearer is not None:
+            print("mcp-tee agent: --capability-file replaces --auth-token-env; pass one", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            bearer = args.capability_file.read_text().strip()
+        except OSError as exc:
+            print(f"mcp-tee agent: cannot read --capability-file ({exc.strerror})", file=sys.stderr)
+            return EXIT_USAGE
     token = _read_stdin_token() if args.github_token_stdin else None
     if args.json and trust.warning:
         print(trust.warning, file=sys.stderr)

@@ -64,6 +64,10 @@ COMMANDS = (
              "mcp-tee seal --vault https://V.vault.azure.net --key K --name github-token < token.txt")),
     Command("emulator", "app.cli.emulator", "run the offline attestation emulator (NOT A TEE)",
             ("mcp-tee emulator --cce-policy cce.b64 --state-dir .mcp-tee/emulator",)),
+    Command("capability", "app.cli.capability", "narrow (attenuate) or inspect a delegated capability token, offline",
+            ("mcp-tee capability attenuate --tools query_database --tables issues,incidents --max-rows 50 \\\n"
+             "    --ttl 10m --channel general --max-calls 20 < root.cap > triage.cap",
+             "mcp-tee capability inspect --root-key CAPABILITY_PUB < triage.cap")),
     Command("agent", "app.cli.agent", "verify a server's attestation before trusting it (verify-then-trust)",
             ("mcp-tee agent https://HOST/mcp --maa-endpoint sharedeus.eus.attest.azure.net --expect-hostdata HEX",
              "mcp-tee agent http://127.0.0.1:8080/mcp --auth-token-env TOKEN --trust-dev-issuer "

@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--tee", action="store_true", default=None, help="TEE mode (same as MCP_TEE_MODE=tee)")
     parser.add_argument("--no-require-secrets", dest="require_secrets", action="store_false", default=None,
                         help="TEE mode: start with the affected tools disabled instead of refusing to start")
+    parser.add_argument("--require-pinned-env", action="store_true",
+                        help="TEE deployment: refuse to start unless every variable the deployment pins is set")
     parser.set_defaults(func=run_serve)
 
 
@@ -41,7 +43,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from app.config import load_settings
 
     return run_until_stopped(lambda: load_settings(host=args.host, port=args.port, transport=args.transport,
-                                                   tee=args.tee, require_secrets=args.require_secrets), os.environ)
+                                                   tee=args.tee, require_secrets=args.require_secrets,
+                                                   require_pinned_env=args.require_pinned_env), os.environ)
 
 
 def run_until_stopped(settings_factory: Callable[[], object], env: Mapping[str, str],

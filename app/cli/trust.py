@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     target.add_argument("--vault", help="vault URL: fetch the key's public half and store the sealed secret")
     parser.add_argument("--key", help="key name in the vault (with --vault)")
     parser.add_argument("--name", help="secret name to write (with --vault)")
-    parser.add_argument("--ca-file", help="CA bundle for the vault's TLS (the emulator's self-signed cert)")
+    parser.add_argument("--ca-file", default=os.environ.get("AKV_CA_FILE") or None,
+                        help="CA bundle for the vault's TLS, e.g. the emulator's self-signed cert (default: "
+                             "$AKV_CA_FILE, the name the server uses; else the system CAs)")
     parser.add_argument("--identity-client-id", help="use this user-assigned managed identity")
     parser.set_defaults(func=run_seal)
 

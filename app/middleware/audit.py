@@ -131,12 +131,14 @@ class AuditMiddleware(TypedMiddleware):
         for record in self._suppressed.drain():
             self._log.append(record)
 
-    def _subject(self) -> tuple[str, str | None]:
+    def _subject(self) -> tuple[str, str | None, dict[str, Any] | None]:
         try:
             principal = self._principals()
         except CapabilityDenied:
-            return UNAUTHENTICATED, None
-        return principal.subject, principal.token_id
+            return UNAUTHENTICATED, None, None
+        # A delegated call records its chain: root principal, each block's revocation id and context.
+        delegation = principal.delegation.audit_record() if principal.delegation is not None else None
+        return principal.subject, principal.token_id, delegation
 
     async def on_call_tool(self, context: MiddlewareContext[mt.CallToolRequestParams],
                            call_next: CallNext[mt.CallToolRequestParams, ToolResult]) -> ToolResult:
@@ -155,7 +157,7 @@ class AuditMiddleware(TypedMiddleware):
 
     def _record(self, tool: str, args: dict[str, Any], result: ToolResult | None,
                 error: BaseException | None, latency_ms: float) -> None:
-        subject, token_id = self._subject()
+        subject, token_id, delegation = self._subject()
         if isinstance(error, RefusalBudgetExhausted):
             for due in self._suppressed.add(subject):
                 self._log.append(due)
@@ -176,6 +178,8 @@ class AuditMiddleware(TypedMiddleware):
             "args_shape": argument_shape(args),
             "args": clip_value({k: v for k, v in args.items() if k not in omitted}, self._redactor.redact_text),
         }
+        if delegation is not None:
+            record["delegation"] = self._redactor.redact(delegation)
         if summary is not None:
             record["summary"] = self._redactor.redact(summary.summarize(args, result))
         self._log.append(record)

@@ -10,9 +10,11 @@ from app.audit.log import AuditLog
 from app.audit.redaction import Redactor
 from app.auth.principal import PrincipalProvider
 from app.capability_policy import CapabilityPolicy
+from app.delegation.authorize import CapabilityGate
 from app.middleware.audit import AuditMiddleware
 from app.middleware.breakers import BreakerMiddleware, Breakers
 from app.middleware.confirmation import DEFAULT_CONFIRMATION_TIMEOUT_S, ConfirmationMiddleware
+from app.middleware.delegation import DelegationMiddleware
 from app.middleware.error_handling import ErrorBoundaryMiddleware
 from app.middleware.quotas import QuotaMiddleware, RateLimiter, UpstreamSlots
 from app.middleware.refusals import RefusalBudgetMiddleware, RefusalLedger
@@ -33,15 +35,17 @@ def build_middleware(
     slots: UpstreamSlots | None = None,
     refusals: RefusalLedger | None = None,
     confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
+    delegation: CapabilityGate | None = None,
 ) -> list[Middleware]:
-    """The whole chain, outermost first: error boundary → audit → refusal budget → scopes → confirmation
-    → quotas → breakers → untrusted-output marking → tool.
+    """The whole chain, outermost first: error boundary → audit → refusal budget → scopes → delegation
+    → confirmation → quotas → breakers → untrusted-output marking → tool.
 
     The error boundary is outermost so nothing leaves as a traceback. Audit comes next so that it
     records denials raised by every inner layer. The refusal budget charges every denial from the
     layers inside it, undeclared tools included, and refuses a caller whose budget is spent before
     any of them runs. Scopes run before anything else so an unauthorized
-    caller cannot drain anyone's bucket or prompt the user. Confirmation runs before quotas and
+    caller cannot drain anyone's bucket or prompt the user. A delegated capability's own checks come
+    right after the scopes, for the same reason, and never replace confirmation. Confirmation runs before quotas and
     breakers: a prompt the user leaves open for minutes must hold neither an upstream's concurrency
     slot nor its half-open probe. Breakers run innermost of the policy layers, so only calls that
     really reach the upstream count toward its health. Untrusted marking sits next to the tool, so
@@ -62,6 +66,7 @@ def build_middleware(
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
         RefusalBudgetMiddleware(refusals or RefusalLedger(policy.refusals), principals),
         ScopeMiddleware(policy, principals),
+        *([DelegationMiddleware(delegation, principals)] if delegation is not None else []),
         ConfirmationMiddleware(confirmed, previews=previews, timeout_s=confirmation_timeout_s, principals=principals),
         QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),

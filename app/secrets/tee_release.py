@@ -27,6 +27,7 @@ from app.secrets.keyvault import KeyVaultError, read_sealed_secrets
 
 SEALED_SOURCE = "sealed-keyvault"
 AUDIT_KEY_LABEL = b"mcp-tee audit-signing v1"
+CAPABILITY_ROOT_LABEL = b"mcp-tee capability-root v1"
 
 CredentialFactory = Callable[[TeeConfig], Any]
 
@@ -43,27 +44,33 @@ def refuse_plaintext_env(environ: Mapping[str, str]) -> None:
                               f"unset {', '.join(present)} (they must come sealed from Key Vault)")
 
 
-def derive_audit_signing_key(released: rsa.RSAPrivateKey) -> ed25519.Ed25519PrivateKey:
-    """Derive the Ed25519 audit-signing key from the released RSA key (HKDF-SHA256, fixed label).
+def derive_seed(released: rsa.RSAPrivateKey, label: bytes) -> bytes:
+    """32 bytes derived from the released RSA key under ``label`` (HKDF-SHA256); one label per purpose.
 
-    Only code that obtained the key through attested release can produce it.
+    Only code that obtained the key through attested release can produce them.
     """
     numbers = released.private_numbers()
     ikm = numbers.d.to_bytes((released.key_size + 7) // 8, "big")
-    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=AUDIT_KEY_LABEL).derive(ikm)
-    return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(ikm)
+
+
+def derive_audit_signing_key(released: rsa.RSAPrivateKey) -> ed25519.Ed25519PrivateKey:
+    """The Ed25519 audit-signing key, derived from the released RSA key."""
+    return ed25519.Ed25519PrivateKey.from_private_bytes(derive_seed(released, AUDIT_KEY_LABEL))
 
 
 @dataclass
 class ReleasedSecrets:
-    """The baseline secrets unsealed in memory, and the derived audit-signing key.
+    """The baseline secrets unsealed in memory, and the keys derived from the released key.
 
     Args:
         audit_signing_key: Ed25519 key derived from the released key.
+        capability_root_seed: Seed of the capability root key (``app.delegation.keys``), derived likewise.
         failed: Secret name to the step that failed for it (``secret_read:<name>`` or ``unseal:<name>``).
     """
 
     audit_signing_key: ed25519.Ed25519PrivateKey
+    capability_root_seed: bytes = field(default=b"", repr=False)
     failed: dict[str, str] = field(default_factory=dict)
     _values: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -113,7 +120,8 @@ async def release_secrets(runtime: TeeRuntime, names: Iterable[str], *,
     except Exception as exc:  # Fail closed: an unexpected credential error is a failed read.
         raise runtime.fail("secret_read", f"vault read failed ({type(exc).__name__})") from None
     runtime.record("secret_read", True)
-    released = ReleasedSecrets(audit_signing_key=derive_audit_signing_key(key))
+    released = ReleasedSecrets(audit_signing_key=derive_audit_signing_key(key),
+                               capability_root_seed=derive_seed(key, CAPABILITY_ROOT_LABEL))
     for name in names:
         if name not in sealed:
             released.failed[name] = f"secret_read:{name}"
@@ -137,6 +145,7 @@ class TeeStartup:
     audit_key: ed25519.Ed25519PrivateKey | None
     runtime: TeeRuntime
     issuer: str
+    capability_root_seed: bytes | None = field(default=None, repr=False)
 
 
 async def start_tee(env: Mapping[str, str] = os.environ, *, require_secrets: bool = True) -> TeeStartup:
@@ -161,4 +170,4 @@ async def start_tee(env: Mapping[str, str] = os.environ, *, require_secrets: boo
         raise StartupRefused(f"TEE start-up refused: {', '.join(sorted(released.failed.values()))} failed")
     values = {name: released.get(name) for name in released.available}
     bundle = SecretBundle(values=values, source=SEALED_SOURCE, failures=failures)
-    return TeeStartup(bundle, released.audit_signing_key, runtime, issuer)
+    return TeeStartup(bundle, released.audit_signing_key, runtime, issuer, released.capability_root_seed)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import FastMCP
@@ -18,9 +20,13 @@ from app.attestation.evidence import TeeAttestation
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
-from app.auth.resource_server import HttpRefusal, protect_app
+from app.auth.resource_server import BearerTokenVerifier, HttpRefusal, protect_app
 from app.capability_policy import CapabilityPolicy, PolicyError, load_policy
 from app.config import ConfigError, Settings
+from app.delegation.authorize import CapabilityGate
+from app.delegation.keys import SOURCE_TEE, CapabilityRoot
+from app.delegation.ledger import CapabilityLedger
+from app.delegation.service import DelegationService
 from app.middleware.audit import record_http_refusal
 from app.middleware.breakers import Breakers
 from app.middleware.stack import build_middleware
@@ -38,6 +44,8 @@ from app.tools.server_state import ServerState
 from app.upstreams.github import GitHubClient
 from app.upstreams.postgres import POOL_MAX_SIZE, ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,8 +86,9 @@ class AssembledServer:
         if auth is None:
             return app
         # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
-        return protect_app(app, dataclasses.replace(auth, scopes_supported=self.policy.all_scopes),
-                           on_refusal=self._record_refusal)
+        auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
+        verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
+        return protect_app(app, auth, verifier, on_refusal=self._record_refusal)
 
     def _record_refusal(self, refusal: HttpRefusal) -> None:
         record_http_refusal(self.audit, self.redactor, refusal)
@@ -132,6 +141,16 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
     return why
 
 
+def capability_root(settings: Settings, tee: TeeStartup | None) -> CapabilityRoot:
+    """The capability root: derived from the released key in a TEE, else per process or from the dev state dir."""
+    if tee is not None and tee.capability_root_seed:
+        return CapabilityRoot.from_seed(tee.capability_root_seed, SOURCE_TEE)
+    root = (CapabilityRoot.from_dev_state_dir(Path(settings.capability_root_dir)) if settings.capability_root_dir
+            else CapabilityRoot.per_process())
+    logger.warning("capability root: %s", root.source)
+    return root
+
+
 def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519PrivateKey | None = None,
              tee: TeeStartup | None = None, channel: TlsChannel | None = None,
              specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> AssembledServer:
@@ -150,15 +169,18 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state = build_state(settings, secrets, specs, db_pool_size=postgres.max_concurrency if postgres else POOL_MAX_SIZE)
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
+    state.delegation = DelegationService(capability_root(settings, tee), policy, CapabilityLedger())
     if tee is not None:
         if channel is None:
             raise ConfigError("TEE mode serves only over its attested TLS channel")  # Fail closed.
         state.attestation = TeeAttestation(tee.runtime, state.sessions, tee.issuer, signer.public_key_b64(),
-                                           channel.spki_sha256)
+                                           channel.spki_sha256, state.delegation.root.public_key_b64)
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     state.audit_head = audit.signed_head
+    state.status_extras.append(state.delegation.status)
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
-                                  principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s)
+                                  principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s,
+                                  delegation=CapabilityGate(state.delegation.ledger))
     mcp = build_mcp(state, specs, middleware=middleware)
     if isinstance(state.attestation, TeeAttestation):
         serve_attested_channel(mcp, state.attestation, settings)

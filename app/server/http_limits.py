@@ -6,8 +6,10 @@ headers waits for the rest forever, so a few hundred such sockets hold the serve
 descriptors and memory. Here every request's headers must be complete within `HEADER_TIMEOUT_S`
 of the connection opening (or of the previous response), or the connection is closed; an idle
 keep-alive connection is closed after `KEEP_ALIVE_TIMEOUT_S`; and beyond `MAX_CONNECTIONS` open
-connections new requests get 503. Request bodies are bounded by the MCP transport's size limit;
-how long a body may trickle is not bounded here.
+connections new requests get 503. Over TLS (TEE mode) the header deadline only starts once the
+handshake is done, so the handshake has its own deadline of the same length (`BoundedServer`): a
+socket that never completes it is closed, and while it tries it counts against no request. Request
+bodies are bounded by the MCP transport's size limit; how long a body may trickle is not bounded here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADER_TIMEOUT_S = 10.0
@@ -74,3 +77,29 @@ def listener_options(header_timeout_s: float = HEADER_TIMEOUT_S,
     protocol = type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s})
     return {"http": protocol, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S, "limit_concurrency": max_connections,
             "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
+
+
+class BoundedServer(uvicorn.Server):
+    """uvicorn's server whose TLS listeners give each handshake `handshake_timeout_s` to complete.
+
+    uvicorn passes no `ssl_handshake_timeout` to `loop.create_server` (asyncio's default is 60 s),
+    so a peer that opens TCP and never speaks TLS would sit outside the header deadline for a
+    minute. The deadline is added to exactly the listeners uvicorn creates during start-up.
+    """
+
+    handshake_timeout_s = HEADER_TIMEOUT_S
+
+    async def startup(self, sockets: list | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        async def with_handshake_deadline(*args: Any, **kwargs: Any) -> asyncio.Server:
+            if kwargs.get("ssl") is not None:
+                kwargs["ssl_handshake_timeout"] = self.handshake_timeout_s
+            return await create_server(*args, **kwargs)
+
+        loop.create_server = with_handshake_deadline  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server

@@ -79,7 +79,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             logger.info("attested TLS channel: key sha256 %s (bound into every attestation as %s)",
                         channel.spki_sha256, TLS_SPKI_FIELD)
         config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls,
+                                lifespan="on", loop="asyncio", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls,
                                 **listener_options())
         await _server_returning_on_signal(config).serve(sockets=[listener])
         return 0
@@ -110,9 +110,9 @@ def _server_returning_on_signal(config):
     is closed and only cleanup is left, which the re-raised signal turns into cancellation tracebacks
     (issue 14). Returning normally lets every `finally` run.
     """
-    import uvicorn
+    from app.server.http_limits import BoundedServer
 
-    class Server(uvicorn.Server):
+    class Server(BoundedServer):
         @contextlib.contextmanager
         def capture_signals(self):
             with super().capture_signals():

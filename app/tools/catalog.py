@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.tools import database, github, notify, session_credentials, status
+from app.tools import capabilities, database, github, notify, session_credentials, status
 from app.tools.spec import ToolSpec
 
-TOOL_SPECS: tuple[ToolSpec, ...] = (github.SPEC, database.SPEC, notify.SPEC, status.SPEC, session_credentials.SPEC)
+TOOL_SPECS: tuple[ToolSpec, ...] = (github.SPEC, database.SPEC, notify.SPEC, status.SPEC, session_credentials.SPEC,
+                                    capabilities.MINT_SPEC, capabilities.REVOKE_SPEC)

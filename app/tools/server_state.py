@@ -55,6 +55,7 @@ class ServerState:
     redactor: Redactor = field(default_factory=Redactor)  # layer-2 tokens are added to it
     # Who is calling; with auth on, a call without a verified principal is denied.
     principals: PrincipalProvider = field(default_factory=lambda: PrincipalProvider(auth_enabled=True))
+    delegation: Any = None  # app.delegation.service.DelegationService: mints, revokes, verifies capabilities
     started_at: float = field(default_factory=time.time)
 
     async def aclose(self) -> None:

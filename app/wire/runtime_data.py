@@ -54,15 +54,18 @@ def validate_nonce(nonce: object) -> str:
 
 
 def runtime_claims(nonce: str, session_pub: str | None, tools_digest: str, audit_pub: str | None = None, *,
-                   tls_spki_sha256: str | None = None) -> dict[str, str]:
+                   tls_spki_sha256: str | None = None, capability_pub: str | None = None) -> dict[str, str]:
     """The runtime JSON object an attestation binds into the MAA token.
 
     ``audit_pub`` (the audit log's Ed25519 public key) is bound too when the server has one, so a
     verifier of the audit log can take its key from signed evidence rather than an unsigned field.
     ``tls_spki_sha256`` binds the TLS key the server answers with, so a client can pin that connection.
+    ``capability_pub`` (the capability root's Ed25519 public key) is bound when the server mints
+    capabilities, so a delegating agent knows only the attested code can mint and check them.
     ``session_pub`` is None only on the pre-auth route, which serves no session.
     """
-    optional = {"session_pub": session_pub, "audit_pub": audit_pub, TLS_SPKI_FIELD: tls_spki_sha256}
+    optional = {"session_pub": session_pub, "audit_pub": audit_pub, TLS_SPKI_FIELD: tls_spki_sha256,
+                "capability_pub": capability_pub}
     return {"nonce": nonce, "tools_digest": tools_digest,
             **{name: value for name, value in optional.items() if value is not None}}
 

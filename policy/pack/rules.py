@@ -17,6 +17,9 @@ import re
 from typing import Any, Callable, Iterator, Mapping
 
 CONTAINER_GROUP = "azure-native:containerinstance:ContainerGroup"
+# The tag that declares `retain_on_delete` (the analyzer protocol does not carry that option; the
+# program's mocks tests check that the tag and the option always go together).
+RETAIN_TAG = "mcp-tee-retain-on-delete"
 VAULT = "azure-native:keyvault:Vault"
 KEY = "azure-native:keyvault:Key"
 SKR_IMAGE_PREFIX = "mcr.microsoft.com/aci/skr"
@@ -134,6 +137,36 @@ def exportable_key_release(resource_type: str, props: Mapping[str, Any]) -> list
     return [violation for index, branch in enumerate(branches) for violation in _branch_violations(index, branch)]
 
 
+def retained_release_key(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every exportable (SKR) key is kept when it leaves the program: never deleted, only disabled.
+
+    A key replaced for a new hostdata would otherwise be deleted through the Key Vault data plane,
+    which the deployer may not do (the `up` fails), and a group still on the old image could no
+    longer restart.
+    """
+    if resource_type != KEY:
+        return []
+    if ((props.get("properties") or {}).get("attributes") or {}).get("exportable") is not True:
+        return []
+    if str((props.get("tags") or {}).get(RETAIN_TAG, "")).lower() != "true":
+        return [f"exportable key must be retained on delete (ResourceOptions(retain_on_delete=True), "
+                f"declared by the tag {RETAIN_TAG}=true)"]
+    return []
+
+
+def expiring_release_key(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every exportable key has an expiry, so a stack that never changes still rotates."""
+    if resource_type != KEY:
+        return []
+    attributes = (props.get("properties") or {}).get("attributes") or {}
+    if attributes.get("exportable") is not True:
+        return []
+    expires = attributes.get("expires")
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool) or expires <= 0:
+        return ["exportable key must carry an expiry (attributes.expires)"]
+    return []
+
+
 def _looks_secret(value: str) -> bool:
     return any(p.search(value) for p in SECRET_VALUE_PATTERNS)
 
@@ -195,6 +228,8 @@ RULES: dict[str, tuple[str, Rule]] = {
         "Every exportable key's release policy pins hostdata and is-debuggable == false.", exportable_key_release),
     "no-secrets-in-container-env": (
         "No container env var has a secret-looking name or value, and no secureValue is used.", no_secret_env),
+    "skr-key-retained-on-delete": ("Exportable keys are retained on delete, never deleted.", retained_release_key),
+    "skr-key-expires": ("Exportable keys carry an expiry.", expiring_release_key),
     "images-by-digest": ("Container images are referenced by digest.", images_by_digest),
     "skr-sidecar-port-private": ("The SKR sidecar port is not public.", sidecar_port_private),
 }

@@ -8,7 +8,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from app.server.http_limits import HEADER_TIMEOUT_S, listener_options
+from app.attestation.channel import TlsChannel
+from app.server.http_limits import HEADER_TIMEOUT_S, BoundedServer, listener_options
 from tests.support.stack import Stack, serve
 
 DEADLINE_S = 1.0
@@ -75,5 +76,22 @@ class TestSlowloris:
                 writer.write(HEALTH)
                 assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 503")
 
+    async def test_connections_that_never_finish_the_tls_handshake_are_closed(self, stack):
+        """TEE mode serves TLS: the header deadline starts after the handshake, so the handshake has its own."""
+        server_class = type("ShortHandshakeServer", (BoundedServer,), {"handshake_timeout_s": DEADLINE_S})
+        channel = TlsChannel.generate()
+        with serve(stack.http_app(), server_class=server_class, ssl_context_factory=channel.uvicorn_ssl_context_factory,
+                   **listener_options(header_timeout_s=DEADLINE_S)) as base:
+            port = int(base.rsplit(":", 1)[1])
+            async with AsyncExitStack() as connections:
+                readers = []
+                for _ in range(10):  # TCP only: not one byte of a TLS ClientHello
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    connections.callback(writer.close)
+                    readers.append(reader)
+                closed = await asyncio.gather(*(closed_within(r, DEADLINE_S + MARGIN_S) for r in readers))
+        assert all(closed), f"{closed.count(False)} of 10 silent TLS connections were still open"
+
     def test_the_production_deadline_is_the_documented_one(self):
         assert listener_options()["http"].header_timeout_s == HEADER_TIMEOUT_S == 10.0
+        assert BoundedServer.handshake_timeout_s == HEADER_TIMEOUT_S

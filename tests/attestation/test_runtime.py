@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 
 from app.attestation.maa_keys import maa_jwks_cache
 from app.attestation.runtime import TeeConfig, TeeRuntime, TeeStartupError
-from app.secrets.tee_release import ReleasedSecrets, derive_audit_signing_key, refuse_plaintext_env, release_secrets
+from app.secrets.tee_release import (AUDIT_KEY_LABEL, CAPABILITY_ROOT_LABEL, ReleasedSecrets, derive_audit_signing_key,
+                                     derive_seed, refuse_plaintext_env, release_secrets)
 from app.wire.runtime_data import runtime_claims
 from app.wire.session_seal import SessionKey
 from app.attestation.verifier import verify_maa_token
@@ -76,6 +77,10 @@ class TestRelease:
         assert derived == raw
         signature = released.audit_signing_key.sign(b"audit line")
         expected.verify(signature, b"audit line")
+        # The capability root has its own label: derived from the same key, yet a different key.
+        assert released.capability_root_seed == derive_seed(emulator.state.keystore.key, CAPABILITY_ROOT_LABEL)
+        assert released.capability_root_seed != derive_seed(emulator.state.keystore.key, AUDIT_KEY_LABEL)
+        assert "capability_root_seed" not in repr(released)
 
     async def test_sidecar_that_starts_late_is_waited_for(self) -> None:
         port, vault_port = _free_port(), _free_port()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.attestation import errors
 from app.attestation.maa_keys import maa_jwks_cache
 from app.jwks import KeyUnavailable
-from app.wire.runtime_data import canonical_json, runtime_claims
+from app.wire.runtime_data import canonical_json, expected_reportdata, runtime_claims
 from app.attestation.verifier import check_maa_token, verify_maa_token, verify_maa_token_async
 from app.emulator.issuer import MaaIssuer
 from app.emulator.server import RunningEmulator
@@ -144,6 +144,17 @@ class TestRefusesForgeries:
     def test_wrong_nonce(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
         with pytest.raises(errors.NonceMismatch):
             _verify(shared_emulator, _mint(issuer), nonce="someone-elses-nonce")
+
+    @pytest.mark.parametrize("vmpl", [1, 3, "0", False, None])
+    def test_vmpl_other_than_integer_zero(self, shared_emulator: RunningEmulator, issuer: MaaIssuer, vmpl) -> None:
+        with pytest.raises(errors.VmplMismatch):
+            _verify(shared_emulator, _mint(issuer, claims={"x-ms-sevsnpvm-vmpl": vmpl}))
+
+    def test_reportdata_whose_upper_half_is_not_zero(self, shared_emulator: RunningEmulator,
+                                                     issuer: MaaIssuer) -> None:
+        padded_wrong = expected_reportdata(RUNTIME)[:64] + "ff" * 32
+        with pytest.raises(errors.ReportdataMismatch):
+            _verify(shared_emulator, _mint(issuer, claims={"x-ms-sevsnpvm-reportdata": padded_wrong}))
 
     def test_reportdata_not_matching_runtime(self, shared_emulator: RunningEmulator, issuer: MaaIssuer) -> None:
         with pytest.raises(errors.ReportdataMismatch):

@@ -109,6 +109,10 @@ class TestValidTokens:
     def test_allowed_algorithms_pass(self, harness, key, kid, alg):
         assert _post(harness, harness.mint(key, kid, alg)).status_code == 200
 
+    def test_app_only_token_takes_its_scopes_from_app_roles(self, harness):
+        # Issue 12: a client-credentials token from Entra carries `roles`, no `scp`.
+        assert _post(harness, harness.mint(scope=None, roles=["mcp:read"])).status_code == 200
+
     def test_expiry_within_leeway_passes(self, harness):
         assert _post(harness, harness.mint(exp=int(time.time()) - 10)).status_code == 200
 
@@ -129,10 +133,24 @@ class TestValidTokens:
         assert {c["principal"] for c in harness.stack.calls()} == {"alice"}
         assert token not in harness.stack.audit_path.read_text()
 
+    async def test_a_jwt_principal_carries_its_expiry(self, harness):
+        token = harness.mint(exp=int(time.time()) + 120)
+        principal = await BearerTokenVerifier(harness.settings).verify(token)
+        assert principal.expires_at == float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
 
 class TestRefusedTokens:
     def test_missing_token_gets_401_pointing_at_metadata(self, harness):
         _assert_refused(_post(harness), 401, None)
+
+    def test_capability_token_without_a_capability_verifier_gets_401(self, harness):
+        from app.delegation.keys import CapabilityRoot
+        from tests.delegation.helpers import minted
+
+        token = minted(CapabilityRoot.per_process())
+        response = _post(harness, token)
+        _assert_refused(response, 401, "invalid_token")
+        assert "capability tokens are not accepted" in response.text and token[10:40] not in response.text
 
     def test_non_bearer_scheme_gets_401(self, harness):
         response = httpx.post(f"{harness.base}/mcp", headers={**MCP_HEADERS, "Authorization": "Basic dTpw"}, json=INITIALIZE)
@@ -178,6 +196,11 @@ class TestRefusedTokens:
 
     def test_token_without_any_server_scope_gets_403(self, harness):
         _assert_refused(_post(harness, harness.mint(scope="profile email")), 403, "insufficient_scope")
+
+    def test_roles_never_widen_a_token_that_has_scopes(self, harness):
+        # Issue 12: Entra puts app roles in `roles`; a delegated token keeps only what it asked for.
+        _assert_refused(_post(harness, harness.mint(scope=None, scp="profile", roles=["mcp:write"])), 403,
+                        "insufficient_scope")
 
     def test_token_in_query_string_is_refused_even_with_a_good_header(self, harness):
         token = harness.mint()

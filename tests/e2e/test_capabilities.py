@@ -123,10 +123,12 @@ class TestAuditClassification:
         forged = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.forged-signature-canary"
         response = httpx.post(authed_server.url, json={}, headers={"Authorization": f"Bearer {forged}"})
         assert response.status_code == 401
-        refusals = [r for r in audit_records(authed_server, lambda rs: any(r["type"] == "http" for r in rs))
-                    if r["type"] == "http"]
-        assert any(r["outcome"]["status"] == "401" and r["decision"] == {
-            "allowed": False, "layer": "auth", "reason": "malformed token"} for r in refusals), refusals
+        def forged_refusal(record: dict) -> bool:
+            return record["type"] == "http" and record["outcome"]["status"] == "401" and record["decision"] == {
+                "allowed": False, "layer": "auth", "reason": "malformed token"}
+
+        records = audit_records(authed_server, lambda rs: any(map(forged_refusal, rs)))
+        assert any(map(forged_refusal, records)), [r for r in records if r["type"] == "http"]
         deadline = time.monotonic() + 10
         while "refused POST /mcp: 401" not in authed_server.output() and time.monotonic() < deadline:
             time.sleep(0.05)  # the log line is written by another process

@@ -137,7 +137,7 @@ class TestAttestedChannel:
             response = await http.get(f"{tee_server.base_url}{ATTESTATION_ROUTE}", params={"nonce": nonce})
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
         body = response.json()
-        assert set(body["runtime"]) == {"nonce", "tools_digest", "audit_pub", "tls_spki_sha256"}  # no session key
+        assert set(body["runtime"]) == {"nonce", "tools_digest", "audit_pub", "tls_spki_sha256", "capability_pub"}  # no session key
         claims = verify_maa_token(body["token"], issuer=emulator.issuer, expected_hostdata=emulator.hostdata,
                                   nonce=nonce, expected_runtime=body["runtime"])
         assert claims["x-ms-runtime"]["tls_spki_sha256"] == pin.spki_sha256

@@ -183,11 +183,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app, port: int | None = None, **options) -> Iterator[str]:
+def serve(app, port: int | None = None, server_class: type[uvicorn.Server] = uvicorn.Server,
+          **options) -> Iterator[str]:
     """Run an ASGI app with uvicorn on 127.0.0.1 in a background thread; yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=1, **options))
+    server = server_class(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                         timeout_graceful_shutdown=1, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -9,13 +9,16 @@ import json
 import pytest
 
 from components.cce_policy import CcePolicyError, policy_from_output
-from components.containers import AppEnv, GroupSpec, SpecError, app_container, container_args, skr_sidecar
-from components.image import context_digest
-from components.key_release import key_name_for, reseal_hint
+from components.containers import (APP_COMMAND, APP_PORT, AppEnv, GroupSpec, SpecError, app_container,
+                                   container_args, skr_sidecar)
+from components.key_release import key_name_for
 from policy.release_policy import build_release_policy, encode_release_policy, hostdata_of
-from tests.infra.harness import TEST_SKR_IMAGE
+from tests.components.harness import TEST_SKR_IMAGE
 
-ENV = AppEnv(maa_endpoint="sharedweu.weu.attest.azure.net", akv_endpoint="kv.vault.azure.net")
+ENV = AppEnv(maa_endpoint="sharedweu.weu.attest.azure.net", akv_endpoint="kv.vault.azure.net",
+             auth_issuer="https://sts.windows.net/t/", auth_jwks_url="https://login.microsoftonline.com/t/discovery/keys",
+             auth_audience="https://contoso.onmicrosoft.com/mcp-tee-dev",
+             audit_blob_account_url="https://acct.blob.core.windows.net", audit_blob_container="audit")
 SPEC = GroupSpec((app_container("acr.azurecr.io/app@sha256:" + "1" * 64, ENV, cpu=1, memory_gb=2),
                   skr_sidecar(TEST_SKR_IMAGE)))
 
@@ -37,11 +40,18 @@ class TestGroupSpec:
         args = container_args(bound.containers[0])
         assert {e.name: e.value for e in args.environment_variables}["SKR_KEY_NAME"] == "k"
 
-    def test_optional_auth_settings_are_pinned_only_when_set(self) -> None:
-        names = [e.name for e in app_container("i", ENV, cpu=1, memory_gb=1).env]
-        assert "MCP_AUTH_ISSUER" not in names
-        with_auth = AppEnv(**{**ENV.__dict__, "auth_issuer": "https://issuer.example"})
-        assert "MCP_AUTH_ISSUER" in [e.name for e in app_container("i", with_auth, cpu=1, memory_gb=1).env if e.pinned]
+    def test_auth_and_audit_sink_settings_are_pinned(self) -> None:
+        pinned = {e.name: e.value for e in app_container("i", ENV, cpu=1, memory_gb=1).env if e.pinned}
+        assert pinned["MCP_AUTH_AUDIENCE"] == ENV.auth_audience
+        assert pinned["MCP_AUDIT_SINK"] == "blob"
+        assert pinned["MCP_AUDIT_BLOB_ACCOUNT_URL"] == ENV.audit_blob_account_url
+        assert "MCP_AUDIT_LOG" not in pinned, "an unset local audit log is not pinned"
+
+    def test_app_serves_on_443_with_the_explicit_serve_command(self) -> None:
+        app = app_container("i", ENV, cpu=1, memory_gb=1)
+        assert app.ports == (APP_PORT,) == (443,)
+        assert app.command == APP_COMMAND == ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0",
+                                               "--port", "443")
 
 
 class TestConfcomOutput:
@@ -61,13 +71,9 @@ class TestKeyNaming:
         base = encode_release_policy(build_release_policy("maa.one.example", a))
         other_host = encode_release_policy(build_release_policy("maa.one.example", b))
         other_maa = encode_release_policy(build_release_policy("maa.two.example", a))
-        names = {key_name_for(a, base), key_name_for(b, other_host), key_name_for(a, other_maa)}
-        assert len(names) == 3
-
-    def test_reseal_hint_names_every_sealed_secret(self) -> None:
-        hint = reseal_hint("https://kv.vault.azure.net/", "mcp-skr-x")
-        for secret in ("github-token", "db-connection-string", "webhook-url"):
-            assert f"--key mcp-skr-x --name {secret}" in hint
+        names = {key_name_for(a, base), key_name_for(b, other_host), key_name_for(a, other_maa),
+                 key_name_for(a, base, rotation="2")}
+        assert len(names) == 4
 
 
 class TestReleasePolicy:
@@ -84,14 +90,3 @@ class TestReleasePolicy:
     def test_bad_hostdata_is_refused(self) -> None:
         with pytest.raises(ValueError):
             build_release_policy("maa.example", "not-hex")
-
-
-class TestBuildContextDigest:
-    def test_digest_follows_content_and_ignores_local_state(self, tmp_path) -> None:
-        (tmp_path / "app.py").write_text("print(1)")
-        first = context_digest(str(tmp_path))
-        (tmp_path / ".venv").mkdir()
-        (tmp_path / ".venv" / "junk").write_text("x")
-        assert context_digest(str(tmp_path)) == first
-        (tmp_path / "app.py").write_text("print(2)")
-        assert context_digest(str(tmp_path)) != first

@@ -28,8 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = "mcp-tee"
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 TENANT = "99999999-8888-7777-6666-555555555555"
-# A syntactically valid digest for tests only; real stacks pin Microsoft's published image.
+INITIAL_DOMAIN = "contoso.onmicrosoft.com"
+# Syntactically valid digests for tests only; real stacks pin the published images.
 TEST_SKR_IMAGE = "mcr.microsoft.com/aci/skr:2.14@sha256:" + hashlib.sha256(b"test-skr-image").hexdigest()
+TEST_BASE_IMAGE = "python:3.11-slim-bookworm@sha256:" + hashlib.sha256(b"test-base-image").hexdigest()
+# The baseline secrets as the engine hands them over: Pulumi config secrets.
+TEST_SECRETS = {"mcp-tee:githubToken": "ghp_test-token-for-mocks", "mcp-tee:dbConnectionString":
+                "postgresql://app:test-password@db.example/app", "mcp-tee:webhookUrl": "https://hooks.example/test"}
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Recorded:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     resource_id: str
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def parent_type(self) -> str | None:
@@ -58,6 +64,8 @@ class ProgramRun:
     component_outputs: list[dict[str, Any]] = field(default_factory=list)
     stack_outputs: dict[str, Any] = field(default_factory=dict)
     confcom_stdin: list[str] = field(default_factory=list)
+    # (type, name) -> the resource options the program registered (retainOnDelete, ignoreChanges, ...)
+    options: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Recorded]:
         """All resources of one type token."""
@@ -70,8 +78,18 @@ class ProgramRun:
         return found[0]
 
 
-def rego_policy_for(template_json: str) -> str:
-    """What confcom would print for this template: a base64 rego policy describing its containers."""
+def app_container(group: Recorded) -> dict[str, Any]:
+    """The MCP server container of a recorded ContainerGroup, as its inputs have it."""
+    return next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+
+
+def app_env(group: Recorded) -> dict[str, str]:
+    """That container's env, name -> value."""
+    return {e["name"]: e["value"] for e in app_container(group)["environmentVariables"]}
+
+
+def rego_policy_for(template_json: str, flags: str = "") -> str:
+    """What confcom would print for this template and flags: a base64 rego policy describing its containers."""
     template = json.loads(template_json)
     parameters = set(template.get("parameters", {}))
     containers = []
@@ -89,7 +107,7 @@ def rego_policy_for(template_json: str) -> str:
         containers.append({
             "id": props["image"], "name": container["name"], "command": props.get("command", []),
             "env_rules": rules, "layers": [layer], "allow_elevated": False, "exec_processes": [],
-            "signals": [], "allow_stdio_access": True, "no_new_privileges": False,
+            "signals": [], "allow_stdio_access": "--disable-stdio" not in flags.split(), "no_new_privileges": False,
         })
     rego = "\n".join([
         "package policy", "",
@@ -119,6 +137,15 @@ class AzureMocks(Mocks):
         if args.token == "azure-native:authorization:getClientConfig":
             return {"tenantId": TENANT, "subscriptionId": SUBSCRIPTION, "clientId": "ci-client",
                     "objectId": "ci-object"}, []
+        if args.token == "azure-native:resources:getResourceGroup":
+            name = args.args["resourceGroupName"]
+            return {"name": name, "id": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}",
+                    "location": "westeurope", "type": "Microsoft.Resources/resourceGroups"}, []
+        if args.token == "azuread:index/getDomains:getDomains":
+            assert args.args.get("onlyInitial") is True, "only the verified initial domain may be used"
+            return {"id": "domains", "domains": [{"domainName": INITIAL_DOMAIN, "initial": True, "verified": True,
+                                                  "adminManaged": True, "authenticationType": "Managed",
+                                                  "default": True, "root": True, "supportedServices": []}]}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
@@ -142,9 +169,20 @@ class AzureMocks(Mocks):
             state["properties"] = {**inputs["properties"], "vaultUri": f"https://{inputs['vaultName']}.vault.azure.net/"}
             resource_id = _arm_id("Microsoft.KeyVault/vaults", inputs["vaultName"])
         elif typ == "azure-native:keyvault:Key":
-            state.update(name=inputs["keyName"],
-                         keyUri=f"https://{inputs['vaultName']}.vault.azure.net/keys/{inputs['keyName']}")
+            key_uri = f"https://{inputs['vaultName']}.vault.azure.net/keys/{inputs['keyName']}"
+            version = hashlib.sha256(key_uri.encode()).hexdigest()[:32]
+            state.update(name=inputs["keyName"], keyUri=key_uri, keyUriWithVersion=f"{key_uri}/{version}")
             resource_id = _arm_id("Microsoft.KeyVault/vaults", f"{inputs['vaultName']}/keys/{inputs['keyName']}")
+        elif typ == "azure-native:storage:StorageAccount":
+            state["name"] = inputs["accountName"]
+            resource_id = _arm_id("Microsoft.Storage/storageAccounts", inputs["accountName"])
+        elif typ == "azure-native:storage:BlobContainer":
+            state["name"] = inputs["containerName"]
+            resource_id = _arm_id("Microsoft.Storage/storageAccounts",
+                                  f"{inputs['accountName']}/blobServices/default/containers/{inputs['containerName']}")
+        elif typ == "azuread:index/application:Application":
+            state.update(clientId=f"app-client-{args.name}", objectId=f"app-object-{args.name}")
+            resource_id = f"/applications/app-object-{args.name}"
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
             state.update(name=args.name, clientId=f"client-{args.name}", principalId=f"principal-{args.name}")
             resource_id = _arm_id("Microsoft.ManagedIdentity/userAssignedIdentities", args.name)
@@ -161,7 +199,11 @@ class AzureMocks(Mocks):
     def _command_stdout(self, inputs: dict) -> str:
         if "confcom" in inputs["create"]:
             self.run.confcom_stdin.append(inputs["stdin"])
-            return "WARNING: wildcards approved for SKR_KEY_NAME, IDENTITY_CLIENT_ID\n" + rego_policy_for(inputs["stdin"]) + "\n"
+            policy = rego_policy_for(inputs["stdin"], inputs["environment"]["CONFCOM_FLAGS"])
+            return "WARNING: wildcards approved for SKR_KEY_NAME, IDENTITY_CLIENT_ID\n" + policy + "\n"
+        if "mcp-tee seal" in inputs["create"]:
+            env = inputs["environment"]
+            return f"sealed {env['SECRET_NAME']!r} with key {env['KEY_NAME']} -> secret id\n"
         if "az acr build" in inputs["create"]:
             return "sha256:" + hashlib.sha256(inputs["environment"]["IMAGE"].encode()).hexdigest() + "\n"
         raise AssertionError("unexpected command")
@@ -173,6 +215,14 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: AzureMocks) -> None:
         super().__init__(mocks)
         self.run = mocks.run
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        self.run.options[(request.type, request.name)] = {
+            "retainOnDelete": request.retainOnDelete if request.HasField("retainOnDelete") else None,
+            "ignoreChanges": list(request.ignoreChanges), "protect": request.protect,
+            "dependencies": list(request.dependencies),
+            "object": json_format.MessageToDict(request.object)}
+        return super().RegisterResource(request)
 
     def RegisterResourceOutputs(self, request):  # noqa: N802 (gRPC method name)
         self.run.component_outputs.append(json_format.MessageToDict(request.outputs))
@@ -201,10 +251,17 @@ def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
 def run_program(stack: str, *, overrides: dict[str, str] | None = None, drop: tuple[str, ...] = (),
                 secret_keys: tuple[str, ...] = (), env: dict[str, str] | None = None,
                 with_skr_image: bool = True) -> ProgramRun:
-    """Run `__main__.py` for one stack under mocks and return everything it registered."""
+    """Run `__main__.py` for one stack under mocks and return everything it registered.
+
+    The stack's YAML is completed the way docs/deploy.md says: digests for the SKR sidecar and
+    the base image, and the baseline secrets as Pulumi secrets.
+    """
     config = stack_config(stack)
     if with_skr_image:
         config[f"{PROJECT}:skrImage"] = TEST_SKR_IMAGE
+    config[f"{PROJECT}:baseImage"] = TEST_BASE_IMAGE
+    config.update(TEST_SECRETS)
+    secret_keys = (*secret_keys, *TEST_SECRETS)
     config.update(overrides or {})
     for key in drop:
         config.pop(key, None)
@@ -229,4 +286,5 @@ def run_program(stack: str, *, overrides: dict[str, str] | None = None, drop: tu
             for reg in monitor.get_registered_resources().values()}
     for record in run.resources:
         record.urn = urns[(record.name, record.typ)]
+        record.options = run.options.get((record.typ, record.name), {})
     return run

@@ -8,11 +8,12 @@ import json
 
 import pytest
 
-from components.containers import APP_PORT, SKR_PORT
-from components.identity import ACR_PULL_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
+from app.config import TEE_PINNED_ENV
+from components.containers import APP_PORT, OPTIONAL_PINNED_ENV, SKR_PORT
+from components.identity import ACR_PULL_ROLE, BLOB_CONTRIBUTOR_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
 from components.key_release import key_name_for
 from policy.release_policy import ACI_COMPLIANCE_STATUS
-from tests.infra.harness import ProgramRun
+from tests.components.harness import ProgramRun, app_container
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 EXPECTED_PARENTS = {
@@ -21,12 +22,18 @@ EXPECTED_PARENTS = {
     "azure-native:keyvault:Vault": "mcptee:keyrelease:KeyRelease",
     "azure-native:keyvault:Key": "mcptee:keyrelease:KeyRelease",
     "azure-native:managedidentity:UserAssignedIdentity": "mcptee:identity:WorkloadIdentity",
-    "azure-native:authorization:RoleAssignment": "mcptee:identity:WorkloadIdentity",
+    "azure-native:authorization:RoleAssignment": None,  # checked per assignment below
     GROUP: "mcptee:server:ConfidentialServer",
     "docker-build:index:Image": "mcptee:image:AppImage",
+    "azure-native:storage:StorageAccount": "mcptee:audit:AuditStorage",
+    "azure-native:storage:BlobContainer": "mcptee:audit:AuditStorage",
+    "azuread:index/application:Application": "mcptee:auth:ResourceServerIdentity",
+    "azuread:index/servicePrincipal:ServicePrincipal": "mcptee:auth:ResourceServerIdentity",
+    "azuread:index/applicationPreAuthorized:ApplicationPreAuthorized": "mcptee:auth:ResourceServerIdentity",
 }
-REQUIRED_OUTPUTS = {"mcp_url", "mcp_urls", "expected_hostdata", "maa_endpoint", "key_id", "vault_url",
-                    "image_ref", "reseal_hint"}
+REQUIRED_OUTPUTS = {"mcp_url", "mcp_urls", "group_names", "resource_group_name", "expected_hostdata", "maa_endpoint",
+                    "key_id", "key_name", "vault_url", "image_ref", "confcom_version", "confcom_flags",
+                    "auth_issuer", "auth_audience", "auth_token_scopes", "audit_blob_account_url"}
 
 
 def _release_policy(run: ProgramRun) -> dict:
@@ -44,15 +51,29 @@ class TestResourceGraph:
         for record in stack_run.resources:
             expected = EXPECTED_PARENTS.get(record.typ)
             if record.typ == "command:local:Command":
-                expected = ("mcptee:policy:CcePolicy" if record.name.endswith("-confcom") else "mcptee:image:AppImage")
+                expected = ("mcptee:policy:CcePolicy" if record.name.endswith("-confcom") else
+                            "mcptee:sealing:SealedSecrets" if record.name.startswith("seal-") else
+                            "mcptee:image:AppImage")
+            if record.typ == "azure-native:authorization:RoleAssignment":
+                expected = ("mcptee:sealing:SealedSecrets" if "-deployer-" in record.name else
+                            "mcptee:identity:WorkloadIdentity")
             if expected is not None:
                 assert record.parent_type == expected, f"{record.name} ({record.typ}) must be a child of {expected}"
 
-    def test_components_and_resource_group_sit_at_stack_level(self, stack_run: ProgramRun) -> None:
+    def test_only_components_sit_at_stack_level(self, stack_run: ProgramRun) -> None:
         top = {r.typ for r in stack_run.resources if r.parent_type == "pulumi:pulumi:Stack"}
         assert top == {"mcptee:image:AppImage", "mcptee:policy:CcePolicy", "mcptee:keyrelease:KeyRelease",
                        "mcptee:identity:WorkloadIdentity", "mcptee:server:ConfidentialServer",
-                       "azure-native:resources:ResourceGroup"}
+                       "mcptee:auth:ResourceServerIdentity", "mcptee:audit:AuditStorage",
+                       "mcptee:sealing:SealedSecrets"}
+
+    def test_the_resource_group_is_taken_not_created(self, stack_run: ProgramRun) -> None:
+        # The deployer's roles are scoped to an existing group (docs/deploy.md): creating one would
+        # need subscription scope.
+        assert not stack_run.of_type("azure-native:resources:ResourceGroup")
+        name = stack_run.stack_outputs["resource_group_name"]
+        for group in stack_run.of_type(GROUP):
+            assert group.inputs["resourceGroupName"] == name
 
     def test_no_access_policies_and_no_admin_registry_user(self, stack_run: ProgramRun) -> None:
         assert not stack_run.of_type("azure-native:keyvault:AccessPolicy")
@@ -84,7 +105,7 @@ class TestTrustChain:
         (confcom,) = [c for c in stack_run.of_type("command:local:Command") if c.name.endswith("-confcom")]
         printed = confcom.outputs["stdout"].strip().splitlines()[-1]
         assert {g.inputs["confidentialComputeProperties"]["ccePolicy"] for g in stack_run.of_type(GROUP)} == {printed}
-        assert confcom.inputs["triggers"] == [confcom.inputs["stdin"]]
+        assert confcom.inputs["triggers"][0] == confcom.inputs["stdin"]
 
     def test_key_is_exportable_rsa_hsm_named_after_its_release_policy(self, stack_run: ProgramRun) -> None:
         key = stack_run.one("azure-native:keyvault:Key").inputs
@@ -146,9 +167,9 @@ class TestConfidentialServer:
             assert images["mcp-server"] == stack_run.stack_outputs["image_ref"]
             assert all("@sha256:" in image for image in images.values())
 
-    def test_only_the_app_port_is_public(self, stack_run: ProgramRun) -> None:
+    def test_only_the_https_port_is_public(self, stack_run: ProgramRun) -> None:
         for group in stack_run.of_type(GROUP):
-            assert [p["port"] for p in group.inputs["ipAddress"]["ports"]] == [APP_PORT]
+            assert [p["port"] for p in group.inputs["ipAddress"]["ports"]] == [APP_PORT] == [443]
             sidecar = next(c for c in group.inputs["containers"] if c["name"] == "skr-sidecar")
             assert {"name": "Port", "value": str(SKR_PORT)} in sidecar["environmentVariables"]
 
@@ -157,7 +178,7 @@ class TestConfidentialServer:
         uami = stack_run.one("azure-native:managedidentity:UserAssignedIdentity")
         vault_host = stack_run.stack_outputs["vault_url"].removeprefix("https://").rstrip("/")
         for group in stack_run.of_type(GROUP):
-            app = next(c for c in group.inputs["containers"] if c["name"] == "mcp-server")
+            app = app_container(group)
             env = {e["name"]: e for e in app["environmentVariables"]}
             assert all(set(e) == {"name", "value"} for e in env.values()), "no secureValue anywhere"
             assert env["MCP_TEE_MODE"]["value"] == "tee"
@@ -166,6 +187,14 @@ class TestConfidentialServer:
             assert env["IDENTITY_CLIENT_ID"]["value"] == uami.outputs["clientId"]
             assert env["AKV_ENDPOINT"]["value"] == vault_host
             assert env["MAA_ENDPOINT"]["value"] == stack_run.stack_outputs["maa_endpoint"]
+
+    def test_the_app_gets_exactly_the_variables_it_refuses_to_start_without(self, stack_run: ProgramRun) -> None:
+        for group in stack_run.of_type(GROUP):
+            app = app_container(group)
+            names = {e["name"] for e in app["environmentVariables"]}
+            assert names - OPTIONAL_PINNED_ENV == TEE_PINNED_ENV, "the app's check and the deployment disagree"
+            # The check is asked for in argv, which the policy enforces exactly and the host cannot drop.
+            assert {"--tee", "--require-pinned-env"} <= set(app["command"])
 
     def test_replicas_share_policy_and_key_with_own_dns_labels(self, prod_run: ProgramRun) -> None:
         groups = prod_run.of_type(GROUP)
@@ -176,7 +205,7 @@ class TestConfidentialServer:
 
     def test_restart_policy_and_resources_come_from_config(self, dev_run: ProgramRun, prod_run: ProgramRun) -> None:
         assert dev_run.one(GROUP).inputs["restartPolicy"] == "OnFailure"
-        prod_app = next(c for c in prod_run.of_type(GROUP)[0].inputs["containers"] if c["name"] == "mcp-server")
+        prod_app = app_container(prod_run.of_type(GROUP)[0])
         assert prod_app["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 4.0}
 
 
@@ -185,11 +214,12 @@ class TestRoleScopes:
         ("key-release", KEY_RELEASE_ROLE, "azure-native:keyvault:Key"),
         ("secrets-user", SECRETS_USER_ROLE, "azure-native:keyvault:Vault"),
         ("acr-pull", ACR_PULL_ROLE, "azure-native:containerregistry:Registry"),
+        ("audit-blob", BLOB_CONTRIBUTOR_ROLE, "azure-native:storage:BlobContainer"),
     ])
     def test_each_role_is_scoped_to_one_resource(self, stack_run: ProgramRun, suffix: str, role: str,
                                                  scope_type: str) -> None:
         (assignment,) = [r for r in stack_run.of_type("azure-native:authorization:RoleAssignment")
-                         if r.name.endswith(suffix)]
+                         if r.name == f"workload-{suffix}"]
         target = stack_run.one(scope_type)
         uami = stack_run.one("azure-native:managedidentity:UserAssignedIdentity")
         assert assignment.inputs["scope"] == target.resource_id, f"{suffix} must be scoped to {scope_type}"
@@ -197,8 +227,10 @@ class TestRoleScopes:
         assert assignment.inputs["principalId"] == uami.outputs["principalId"]
         assert assignment.inputs["principalType"] == "ServicePrincipal"
 
-    def test_exactly_three_role_assignments(self, stack_run: ProgramRun) -> None:
-        assert len(stack_run.of_type("azure-native:authorization:RoleAssignment")) == 3
+    def test_exactly_four_workload_and_two_deployer_assignments(self, stack_run: ProgramRun) -> None:
+        names = sorted(r.name for r in stack_run.of_type("azure-native:authorization:RoleAssignment"))
+        assert names == ["seal-deployer-key-reader", "seal-deployer-secrets-officer", "workload-acr-pull",
+                         "workload-audit-blob", "workload-key-release", "workload-secrets-user"]
 
 
 class TestOutputs:
@@ -206,5 +238,6 @@ class TestOutputs:
         outputs = stack_run.stack_outputs
         assert REQUIRED_OUTPUTS <= set(outputs)
         assert outputs["key_id"] == f"{outputs['vault_url']}keys/{outputs['key_name']}"
-        assert f"--key {outputs['key_name']}" in outputs["reseal_hint"]
-        assert f"--vault {outputs['vault_url']}" in outputs["reseal_hint"]
+        assert all(url.startswith("https://") and url.endswith("/mcp") and ":8080" not in url
+                   for url in outputs["mcp_urls"])
+        assert outputs["group_names"] == [g.outputs["name"] for g in stack_run.of_type(GROUP)]

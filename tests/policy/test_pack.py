@@ -12,7 +12,7 @@ import pytest
 from policy.pack import rules
 from policy.pack.policies import POLICIES
 from policy.release_policy import build_release_policy, encode_release_policy
-from tests.infra.harness import ProgramRun, TEST_SKR_IMAGE
+from tests.components.harness import ProgramRun, TEST_SKR_IMAGE
 
 HOSTDATA = "ab" * 32
 APP_IMAGE = "acr.azurecr.io/mcp-tee@sha256:" + "c" * 64
@@ -20,24 +20,24 @@ GOOD_GROUP: dict[str, Any] = {
     "sku": "Confidential",
     "confidentialComputeProperties": {"ccePolicy": base64.b64encode(b"package policy").decode()},
     "containers": [
-        {"name": "mcp-server", "image": APP_IMAGE, "ports": [{"port": 8080.0}],
+        {"name": "mcp-server", "image": APP_IMAGE, "ports": [{"port": 443.0}],
          "environmentVariables": [{"name": "MCP_TEE_MODE", "value": "tee"},
                                   {"name": "SKR_KEY_NAME", "value": "mcp-skr-abc"},
                                   {"name": "MCP_AUTH_JWKS_URL", "value": "https://login.example.com/jwks"}]},
         {"name": "skr-sidecar", "image": TEST_SKR_IMAGE, "ports": [{"port": 9000.0}],
          "environmentVariables": [{"name": "Port", "value": "9000"}]},
     ],
-    "ipAddress": {"type": "Public", "ports": [{"port": 8080.0, "protocol": "TCP"}]},
+    "ipAddress": {"type": "Public", "ports": [{"port": 443.0, "protocol": "TCP"}]},
 }
 GOOD_VAULT = {"properties": {"sku": {"family": "A", "name": "premium"}, "enableRbacAuthorization": True,
                              "enableSoftDelete": True, "enablePurgeProtection": True}}
 
 
-def _key(policy: dict | None) -> dict[str, Any]:
-    props: dict[str, Any] = {"kty": "RSA-HSM", "attributes": {"exportable": True}}
+def _key(policy: dict | None, *, retained: bool = True, expires: Any = 1.8e9) -> dict[str, Any]:
+    props: dict[str, Any] = {"kty": "RSA-HSM", "attributes": {"exportable": True, "expires": expires}}
     if policy is not None:
         props["releasePolicy"] = {"data": encode_release_policy(policy)}
-    return {"properties": props}
+    return {"properties": props, "tags": {rules.RETAIN_TAG: "true"} if retained else {}}
 
 
 def _group(mutate) -> dict[str, Any]:
@@ -85,6 +85,12 @@ CASES = [
     (rules.exportable_key_release, rules.KEY, _key(PLAIN_HTTP_AUTHORITY), GOOD_KEY),
     (rules.exportable_key_release, rules.KEY, _key(_without("x-ms-compliance-status")), GOOD_KEY),
     (rules.exportable_key_release, rules.KEY, _key(_without("x-ms-sevsnpvm-vmpl")), GOOD_KEY),
+    (rules.retained_release_key, rules.KEY, _key(build_release_policy("maa.example", HOSTDATA), retained=False),
+     GOOD_KEY),
+    (rules.expiring_release_key, rules.KEY, _key(build_release_policy("maa.example", HOSTDATA), expires=None),
+     GOOD_KEY),
+    (rules.expiring_release_key, rules.KEY, _key(build_release_policy("maa.example", HOSTDATA), expires=True),
+     GOOD_KEY),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("GITHUB_TOKEN", "set-later")), GOOD_GROUP),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("UPSTREAM", "ghp_" + "A" * 36)), GOOD_GROUP),
     (rules.no_secret_env, rules.CONTAINER_GROUP, _group(_add_env("DB", "postgresql://app:hunter2@db/app")),
@@ -109,8 +115,10 @@ class TestEachRuleRefusesAndPasses:
         for rule, _, bad, _ in CASES:
             assert rule("azure-native:resources:ResourceGroup", bad) == []
 
-    def test_non_exportable_key_needs_no_release_policy(self) -> None:
-        assert rules.exportable_key_release(rules.KEY, {"properties": {"attributes": {"exportable": False}}}) == []
+    def test_non_exportable_key_needs_no_release_policy_retention_or_expiry(self) -> None:
+        plain = {"properties": {"attributes": {"exportable": False}}}
+        for rule in (rules.exportable_key_release, rules.retained_release_key, rules.expiring_release_key):
+            assert rule(rules.KEY, plain) == []
 
     def test_garbled_release_policy_is_refused(self) -> None:
         garbled = {"properties": {"attributes": {"exportable": True}, "releasePolicy": {"data": "%%%"}}}
@@ -129,8 +137,8 @@ class TestEachRuleRefusesAndPasses:
 
 
 class TestPackWiring:
-    def test_all_six_rules_are_mandatory_policies(self) -> None:
-        assert len(POLICIES) == len(rules.RULES) == 6
+    def test_all_eight_rules_are_mandatory_policies(self) -> None:
+        assert len(POLICIES) == len(rules.RULES) == 8
         assert {p.enforcement_level.value for p in POLICIES} == {"mandatory"}
 
     def test_policy_reports_each_violation(self) -> None:
