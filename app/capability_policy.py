@@ -24,7 +24,7 @@ _OPTIONAL_TOP_KEYS = frozenset({"refusals", "sessions"})
 _REFUSAL_KEYS = frozenset({"per_principal_per_minute", "burst", "global_per_minute", "global_burst"})
 _SESSION_KEYS = frozenset({"max_open_per_principal", "opens_per_principal_per_minute", "burst"})
 _UPSTREAM_KEYS = frozenset({"max_concurrency", "breaker_failures", "breaker_cooldown_s", "timeout_s"})
-_OPTIONAL_UPSTREAM_KEYS = frozenset({"queue_s"})
+_OPTIONAL_UPSTREAM_KEYS = frozenset({"queue_s", "max_per_principal"})
 DEFAULT_QUEUE_S = 0.25
 _TOOL_KEYS = frozenset({"class", "scopes", "confirm", "upstream", "quota"})
 PACKAGED_POLICY = "capabilities.toml"
@@ -57,6 +57,12 @@ class UpstreamLimits:
     breaker_cooldown_s: float
     timeout_s: float
     queue_s: float = DEFAULT_QUEUE_S  # how long a call may wait for a free slot before it is refused
+    max_per_principal: int = 0  # one principal's fair share of the slots; 0 means half (at least one)
+
+    @property
+    def principal_share(self) -> int:
+        """How many of this upstream's slots one principal may hold at once."""
+        return self.max_per_principal or max(1, self.max_concurrency // 2)
 
 
 @dataclass(frozen=True)
@@ -161,13 +167,20 @@ def _upstream(source: str, name: str, raw: Any) -> UpstreamLimits:
     if name not in KNOWN_UPSTREAMS or name == NO_UPSTREAM:
         _reject(source, where, f"unknown upstream {name!r}")
     table = _table(source, where, raw, _UPSTREAM_KEYS | _OPTIONAL_UPSTREAM_KEYS, _UPSTREAM_KEYS)
+    max_concurrency = int(_number(source, f"{where}.max_concurrency", table["max_concurrency"], integer=True))
+    share = 0
+    if "max_per_principal" in table:
+        share = int(_number(source, f"{where}.max_per_principal", table["max_per_principal"], integer=True))
+        if share > max_concurrency:
+            _reject(source, f"{where}.max_per_principal", "must not exceed max_concurrency")
     return UpstreamLimits(
         name=name,
-        max_concurrency=int(_number(source, f"{where}.max_concurrency", table["max_concurrency"], integer=True)),
+        max_concurrency=max_concurrency,
         breaker_failures=int(_number(source, f"{where}.breaker_failures", table["breaker_failures"], integer=True)),
         breaker_cooldown_s=_number(source, f"{where}.breaker_cooldown_s", table["breaker_cooldown_s"]),
         timeout_s=_number(source, f"{where}.timeout_s", table["timeout_s"]),
         queue_s=_number(source, f"{where}.queue_s", table.get("queue_s", DEFAULT_QUEUE_S)),
+        max_per_principal=share,
     )
 
 

@@ -10,9 +10,11 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.auth.dev_issuer import DevIssuer  # noqa: E402
-from app.devstack.postgres import LocalPostgres  # noqa: E402
+from app.devstack.postgres import LocalPostgres, free_port  # noqa: E402
 from tests.support.server_process import ServerProcess  # noqa: E402
 
 STANDIN_START_S = 15.0
@@ -127,6 +129,83 @@ class BenchServer(ServerProcess):
                 fields[name] = int(value.split()[0])
         fields["fds"] = len(os.listdir(f"/proc/{self.pid}/fd"))
         return fields
+
+
+class ComparedServer:
+    """One of `bench/servers.py`'s servers in its own process.
+
+    Args:
+        kind: `bare`, `full` or `reference`.
+        env: Environment on top of this process's (upstream secrets, auth, audit, policy).
+        log_path: Where its output goes.
+    """
+
+    def __init__(self, kind: str, env: dict[str, str], log_path: Path, port: int) -> None:
+        self.kind = kind
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self._log = open(log_path, "wb")
+        self._process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "servers.py"), "--kind", kind,
+                                          "--port", str(port)], cwd=ROOT, env={**os.environ, **env},
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        self.issuer: DevIssuer | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def wait_ready(self, deadline_s: float = 60.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"bench server {self.kind} exited with {self._process.returncode}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"bench server {self.kind} did not start")
+
+    def headers(self, subject: str = "bench") -> dict[str, str]:
+        """A bearer token for `subject` where auth is on; nothing elsewhere."""
+        if self.issuer is None:
+            return {}
+        token = self.issuer.mint(scopes=["mcp:read"], audience=self.url, subject=subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(15)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def compared_servers(upstream_env: dict[str, str], workdir: Path, kinds=("bare", "full", "reference")
+                     ) -> Iterator[dict[str, ComparedServer]]:
+    """Start the compared servers side by side; yields them by kind."""
+    import tomli_w
+
+    from servers import bench_policy
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "capabilities.toml").write_text(tomli_w.dumps(bench_policy()))
+    started: dict[str, ComparedServer] = {}
+    try:
+        for kind in kinds:
+            port = free_port()
+            env = dict(upstream_env)
+            if kind == "full":
+                env.update({"MCP_AUTH_ISSUER": "dev", "MCP_AUTH_AUDIENCE": f"http://127.0.0.1:{port}/mcp",
+                            "MCP_DEV_ISSUER_DIR": str(workdir / "issuer"), "MCP_AUDIT_LOG": str(workdir / "audit.jsonl"),
+                            "MCP_CAPABILITY_POLICY": str(workdir / "capabilities.toml"), "MCP_LOG_LEVEL": "WARNING"})
+            started[kind] = ComparedServer(kind, env, workdir / f"{kind}.log", port)
+        for server in started.values():
+            server.wait_ready()
+        if "full" in started:
+            started["full"].issuer = DevIssuer(workdir / "issuer")
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
 
 
 def verify_audit(path: Path, public_key: str) -> tuple[bool, str]:

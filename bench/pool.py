@@ -1,9 +1,10 @@
-"""`query_database` with the connection pool vs a new connection per call, same Postgres, same query, one run.
+"""The `query_database` path in process: the pool vs a new connection per call, with round trips counted.
 
-Both paths run the guard and the same read-only execution (`READ ONLY` transaction, `SET LOCAL`
-timeouts, server-side cursor, row cap); they differ only in where the connection comes from: the
-server's `ReadOnlyDatabase` pool, or a fresh `psycopg` connection opened and closed around each
-call, as the reference sample does. Calls alternate between the two paths.
+Both paths run the same query on the same Postgres. `pool` is `ReadOnlyDatabase.query` (guard,
+then BEGIN READ ONLY, the transaction-local limits, the bounding query and COMMIT in one
+pipeline); `connection per call` is the reference sample's behaviour (connect, execute, fetch
+all, close). Calls alternate between the paths. Round trips per query are counted afterwards at
+the protocol level, by a relay between the client and Postgres (`bench/roundtrips.py`).
 
     python bench/pool.py --calls 300
 """
@@ -16,33 +17,32 @@ import json
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import latency_summary, local_postgres, scratch_dir  # noqa: E402
+from roundtrips import RoundTripCounter  # noqa: E402
 
 import psycopg  # noqa: E402
 
 from app.guards.sql import guard_sql  # noqa: E402
-from app.upstreams.postgres import ReadOnlyDatabase, fetch_capped, set_local_limits  # noqa: E402
+from app.upstreams.postgres import ReadOnlyDatabase  # noqa: E402
 
-QUERY = "SELECT id, title, state FROM issues WHERE state = 'open' ORDER BY id LIMIT 20"
-MAX_ROWS = 20
+QUERY = "SELECT id, title, state FROM issues WHERE id = 42"
+MAX_ROWS = 100
 STATEMENT_TIMEOUT_MS = 5000
 WARMUP_CALLS = 20
+COUNTED_CALLS = 20
 
 
 async def pooled(database: ReadOnlyDatabase) -> None:
-    await database.query(guard_sql(QUERY).sql, max_rows=MAX_ROWS)
+    await database.query(guard_sql(QUERY).statement, max_rows=MAX_ROWS)
 
 
 async def connection_per_call(dsn: str) -> None:
-    sql = guard_sql(QUERY).sql
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        await conn.set_read_only(True)
-        async with conn.transaction():
-            await set_local_limits(conn, STATEMENT_TIMEOUT_MS)
-            await fetch_capped(conn, sql, MAX_ROWS)
+        await (await conn.execute(QUERY)).fetchall()
 
 
 async def measure(dsn: str, calls: int) -> dict[str, list[float]]:
@@ -62,17 +62,38 @@ async def measure(dsn: str, calls: int) -> dict[str, list[float]]:
     return samples
 
 
+async def round_trips(dsn: str) -> dict[str, float]:
+    """Client waits per query on each path, through a counting relay (a warm pool for `pool`)."""
+    parts = urlsplit(dsn)
+    async with RoundTripCounter(parts.hostname, parts.port) as relay:
+        relayed = relay.rewrite(dsn)
+        database = ReadOnlyDatabase(relayed, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        try:
+            await pooled(database)  # opens the pool's connection; not counted
+            before = relay.flights
+            for _ in range(COUNTED_CALLS):
+                await pooled(database)
+            pool_flights = (relay.flights - before) / COUNTED_CALLS
+        finally:
+            await database.close()
+        before = relay.flights
+        for _ in range(COUNTED_CALLS):
+            await connection_per_call(relayed)
+        return {"pool": pool_flights, "connection per call": (relay.flights - before) / COUNTED_CALLS}
+
+
 def run(calls: int) -> dict[str, dict[str, float]]:
     with scratch_dir("pool-bench") as scratch, local_postgres(Path(scratch)) as (_, dsn):
         samples = asyncio.run(measure(dsn, calls))
-    return {name: {**latency_summary(values), "rps": len(values) / sum(values)} for name, values in samples.items()}
+        trips = asyncio.run(round_trips(dsn))
+    return {name: {**latency_summary(values), "rps": len(values) / sum(values), "round_trips": trips[name]}
+            for name, values in samples.items()}
 
 
 def report(stats: dict[str, dict[str, float]]) -> None:
     for name, row in stats.items():
-        print(f"{name:>20}: p50 {row['p50']:.2f} ms  p99 {row['p99']:.2f} ms  {row['rps']:.0f} calls/s (n={row['n']})")
-    for metric in ("p50", "p99"):
-        print(f"ratio per-call/pool {metric}: {stats['connection per call'][metric] / stats['pool'][metric]:.2f}x")
+        print(f"{name:>20}: p50 {row['p50']:.2f} ms  p99 {row['p99']:.2f} ms  {row['rps']:.0f} calls/s "
+              f"{row['round_trips']:.1f} round trips per query (n={row['n']})")
 
 
 def main() -> int:

@@ -47,6 +47,9 @@ class TestInvalidPolicyRefused:
         ({"upstreams": {"ftp": {"max_concurrency": 1, "breaker_failures": 1, "breaker_cooldown_s": 1,
                                 "timeout_s": 1}}}, "unknown upstream 'ftp'"),
         ({"globals": {}}, "unknown field 'globals'"),
+        ({"upstreams": {"postgres": {"max_concurrency": 4, "max_per_principal": 5}}},
+         "[upstreams.postgres].max_per_principal"),
+        ({"upstreams": {"postgres": {"max_per_principal": 0}}}, "[upstreams.postgres].max_per_principal"),
     ])
     def test_names_the_problem(self, changes, named):
         with pytest.raises(PolicyError) as refused:
@@ -69,6 +72,12 @@ class TestInvalidPolicyRefused:
     def test_missing_file_names_the_file(self, tmp_path):
         with pytest.raises(PolicyError, match="nope.toml"):
             load_policy(tmp_path / "nope.toml")
+
+    def test_a_principal_share_defaults_to_half_the_slots(self):
+        assert policy_with({"upstreams": {"github": {"max_concurrency": 8}}}).upstreams["github"].principal_share == 4
+        assert policy_with({"upstreams": {"github": {"max_concurrency": 1}}}).upstreams["github"].principal_share == 1
+        tuned = policy_with({"upstreams": {"github": {"max_concurrency": 8, "max_per_principal": 3}}})
+        assert tuned.upstreams["github"].principal_share == 3
 
     def test_valid_variant_still_loads(self):
         assert policy_with({"global": {"per_minute": 10}}).global_quota.per_minute == 10

@@ -147,6 +147,8 @@ class GuardedQuery:
 
     Args:
         sql: The SQL text exactly as submitted.
+        statement: The one statement's own text, without the `;` separators or anything around
+            them, so the executor can embed it as a subquery.
         statement_kind: ``select``, ``values``, ``union``, ``intersect`` or ``except``.
         fingerprint: pglast's query fingerprint (16 hex digits). It ignores literal values, so
             the audit log can record and group statements without recording, or letting anyone
@@ -158,6 +160,7 @@ class GuardedQuery:
     """
 
     sql: str
+    statement: str
     statement_kind: str
     fingerprint: str
 
@@ -195,12 +198,15 @@ def _guard(sql: str) -> GuardedQuery:
         _reject("the query is empty")
     if len(raw_statements) != 1:
         _reject("exactly one SQL statement is allowed; remove the extra ';'-separated statements")
-    statement = raw_statements[0].stmt
+    raw = raw_statements[0]
+    statement = raw.stmt
     if not isinstance(statement, ALLOWED_STATEMENT):
         _reject(_ONLY_SELECT)
     _check_tree(statement)
     return GuardedQuery(
         sql=sql,
+        # pglast reports character offsets; a length of 0 means "to the end of the text".
+        statement=sql[raw.stmt_location:raw.stmt_location + raw.stmt_len] if raw.stmt_len else sql[raw.stmt_location:],
         statement_kind=_statement_kind(statement),
         fingerprint=pglast.parser.fingerprint(sql),
     )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import InputRequiredToolResult, ToolResult
 
 from app.audit.clipping import MAX_DEPTH, MAX_NAME_CHARS, clip_mapping, clip_text, clip_value
@@ -34,6 +34,7 @@ from app.auth.resource_server import HttpRefusal
 from app.audit.redaction import Redactor
 from app.confirmation import ConfirmationRefused
 from app.errors import CapabilityDenied
+from app.middleware.dispatch import TypedMiddleware
 from app.middleware.refusals import RefusalBudgetExhausted
 from app.tools.spec import AuditSummary
 
@@ -104,7 +105,7 @@ class SuppressedRefusals:
         return records
 
 
-class AuditMiddleware(Middleware):
+class AuditMiddleware(TypedMiddleware):
     """Records every tool call; must be the outermost capability layer.
 
     Args:

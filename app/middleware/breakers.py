@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from app.capability_policy import NO_UPSTREAM, CapabilityPolicy, UpstreamLimits
 from app.errors import CapabilityDenied, UpstreamError, deny
+from app.middleware.dispatch import TypedMiddleware
 
 Clock = Callable[[], float]
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -128,7 +129,7 @@ class Breakers:
         return {name: breaker.snapshot() for name, breaker in self._by_upstream.items()}
 
 
-class BreakerMiddleware(Middleware):
+class BreakerMiddleware(TypedMiddleware):
     """Routes each call through its upstream's breaker and enforces the upstream timeout.
 
     Confirmation runs before this layer (see `app/middleware/stack.py`), so the user's answer is
@@ -158,6 +159,7 @@ class BreakerMiddleware(Middleware):
             if tool_policy.confirm:  # a write: its client's own timeout decides (see the class docstring)
                 return await call_next(context)
             try:
-                return await asyncio.wait_for(call_next(context), limits.timeout_s)
+                async with asyncio.timeout(limits.timeout_s):  # unlike wait_for, no extra task per call
+                    return await call_next(context)
             except TimeoutError:
                 raise UpstreamError(limits.name, f"{limits.name} did not answer within {limits.timeout_s:g} s") from None

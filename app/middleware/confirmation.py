@@ -27,7 +27,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, NoReturn
 
-from fastmcp.server.middleware import Middleware
+from fastmcp.server.elicitation import AcceptedElicitation
 from fastmcp.tools.base import InputRequiredToolResult
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -35,6 +35,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from app.auth.principal import PrincipalProvider
 from app.confirmation import ConfirmationRefused, ConfirmedRequest, confirmed_request
 from app.errors import InvalidArgument, deny
+from app.middleware.dispatch import TypedMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _generic_preview(arguments: Mapping[str, Any]) -> str:
     return json.dumps(dict(arguments), indent=2, sort_keys=True, default=str)
 
 
-class ConfirmationMiddleware(Middleware):
+class ConfirmationMiddleware(TypedMiddleware):
     """Asks the user to confirm calls of the listed tools before they run.
 
     Args:

@@ -19,11 +19,11 @@ import logging
 import uuid
 
 from fastmcp.exceptions import NotFoundError, ToolError, ValidationError
-from fastmcp.server.middleware import Middleware
 from pydantic import ValidationError as PydanticValidationError
 
 from app.audit.redaction import Redactor
 from app.errors import CapabilityDenied, InvalidArgument, UpstreamError
+from app.middleware.dispatch import TypedMiddleware
 from app.middleware.untrusted import untrusted_error_result
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ MAX_VALIDATION_ISSUES = 5
 OWN_TEXT_ERRORS = (CapabilityDenied, UpstreamError)
 
 
-class ErrorBoundaryMiddleware(Middleware):
+class ErrorBoundaryMiddleware(TypedMiddleware):
     """Outermost layer: turns every exception from a tool call into a safe tool error.
 
     Args:

@@ -5,6 +5,8 @@ or our connection pool for everybody. Buckets key on the verified JWT `sub`, use
 clock (wall-clock jumps neither refill nor drain them) and live in a size-capped LRU map, so a
 flood of distinct subjects cannot grow memory without bound. A call over the concurrency cap waits
 a short, fixed time for a slot and is then denied, so bursts smooth out but nothing queues forever.
+One principal holds at most its fair share of an upstream's slots (half by default), so a reader
+whose queries all run into the statement timeout cannot lock everybody else out.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from app.capability_policy import NO_UPSTREAM, CapabilityPolicy, Quota, UpstreamLimits
 from app.auth.principal import PrincipalProvider
 from app.errors import CapabilityDenied, deny
+from app.middleware.dispatch import TypedMiddleware
 
 Clock = Callable[[], float]
 MAX_TRACKED_BUCKETS = 10_000
@@ -126,35 +129,69 @@ class RateLimiter:
 
 
 class UpstreamSlots:
-    """Concurrency caps, one semaphore per upstream.
+    """Concurrency caps: one semaphore per upstream, and a fair share of it per principal.
 
     Args:
-        upstreams: Limits per upstream name; `queue_s` is how long a call waits for a free slot.
+        upstreams: Limits per upstream name; `queue_s` is how long a call waits for a free slot,
+            `principal_share` how many slots one principal may hold at once.
         wait_s: Overrides every upstream's `queue_s` (tests).
+
+    Example:
+        >>> slots = UpstreamSlots(load_policy().upstreams)
+        >>> async with slots.hold("postgres", "alice"):
+        ...     ...
     """
 
     def __init__(self, upstreams: dict[str, UpstreamLimits], wait_s: float | None = None) -> None:
         self._waits = {name: limits.queue_s if wait_s is None else wait_s for name, limits in upstreams.items()}
         self._slots = {name: asyncio.Semaphore(limits.max_concurrency) for name, limits in upstreams.items()}
+        self._shares = {name: limits.principal_share for name, limits in upstreams.items()}
+        # (upstream, subject) -> [that principal's semaphore, calls holding or waiting for it].
+        # An entry lives only while a call uses it, so the map is bounded by the calls in flight.
+        self._own: dict[tuple[str, str], list] = {}
 
     @asynccontextmanager
-    async def hold(self, upstream: str) -> AsyncIterator[None]:
-        """Hold one slot of `upstream` for the duration of the block."""
+    async def hold(self, upstream: str, subject: str) -> AsyncIterator[None]:
+        """Hold one slot of `upstream`, within `subject`'s share, for the duration of the block."""
         if upstream == NO_UPSTREAM:
             yield
             return
-        slot = self._slots[upstream]
+        key = (upstream, subject)
+        own = self._own.setdefault(key, [asyncio.Semaphore(self._shares[upstream]), 0])
+        own[1] += 1
         try:
-            await asyncio.wait_for(slot.acquire(), self._waits[upstream])
-        except TimeoutError:
-            raise QuotaExceeded(f"too many concurrent calls to {upstream}", 1) from None
-        try:
-            yield
+            deadline = time.monotonic() + self._waits[upstream]
+            if not await _acquire(own[0], deadline):
+                raise QuotaExceeded(f"too many concurrent calls to {upstream} from this principal "
+                                    f"(at most {self._shares[upstream]} at once)", 1)
+            try:
+                if not await _acquire(self._slots[upstream], deadline):
+                    raise QuotaExceeded(f"too many concurrent calls to {upstream}", 1)
+                try:
+                    yield
+                finally:
+                    self._slots[upstream].release()
+            finally:
+                own[0].release()
         finally:
-            slot.release()
+            own[1] -= 1
+            if not own[1]:
+                del self._own[key]
 
 
-class QuotaMiddleware(Middleware):
+async def _acquire(semaphore: asyncio.Semaphore, deadline: float) -> bool:
+    """Take `semaphore` before the monotonic `deadline`; False when it stayed full."""
+    if not semaphore.locked():
+        await semaphore.acquire()  # free now: no timer task on the common path
+        return True
+    try:
+        await asyncio.wait_for(semaphore.acquire(), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return False
+    return True
+
+
+class QuotaMiddleware(TypedMiddleware):
     """Applies rate limits, then holds an upstream concurrency slot around the call.
 
     Args:
@@ -178,7 +215,8 @@ class QuotaMiddleware(Middleware):
         if tool_policy is None:
             # Fail closed even if an outer layer was left out.
             deny("unknown tool or not permitted", layer="quota")
-        self.limiter.check(self._principals().subject, name)
-        async with self.slots.hold(tool_policy.upstream):
+        subject = self._principals().subject
+        self.limiter.check(subject, name)
+        async with self.slots.hold(tool_policy.upstream, subject):
             return await call_next(context)
 

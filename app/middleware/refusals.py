@@ -19,13 +19,14 @@ import time
 from collections import OrderedDict
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from app.auth.principal import PrincipalProvider
 from app.capability_policy import RefusalBudget
 from app.confirmation import ConfirmationRefused
 from app.errors import CapabilityDenied, deny
+from app.middleware.dispatch import TypedMiddleware
 from app.middleware.quotas import Clock, TokenBucket
 
 MAX_TRACKED_PRINCIPALS = 10_000
@@ -89,7 +90,7 @@ class RefusalLedger:
         return len(self._principals)
 
 
-class RefusalBudgetMiddleware(Middleware):
+class RefusalBudgetMiddleware(TypedMiddleware):
     """Refuses callers whose refusal budget is spent, and charges every denial from the layers inside.
 
     Sits just inside the audit layer, so the scope check, the guards and the quota layer all count.

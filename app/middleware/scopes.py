@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
 
 from app.capability_policy import CapabilityPolicy
 from app.auth.principal import Principal, PrincipalProvider
 from app.errors import CapabilityDenied, deny
+from app.middleware.dispatch import TypedMiddleware
 
 UNDECLARED_MESSAGE = "unknown tool or not permitted"
 
@@ -32,7 +33,7 @@ def permitted(policy: CapabilityPolicy, principal: Principal, tool: str) -> bool
     return tool_policy is not None and tool_policy.scopes <= principal.scopes
 
 
-class ScopeMiddleware(Middleware):
+class ScopeMiddleware(TypedMiddleware):
     """Hides and refuses undeclared tools and tools the caller lacks scopes for.
 
     Args:

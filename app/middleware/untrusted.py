@@ -19,12 +19,13 @@ import json
 from typing import Any
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from fastmcp.exceptions import ToolError
 from mcp_types import Annotations, TextContent
 
 from app.audit.redaction import Redactor
+from app.middleware.dispatch import TypedMiddleware
 
 UNTRUSTED = "untrusted-third-party"
 TRUST_FIELD = "content_trust"
@@ -65,7 +66,7 @@ def _marked(payload: dict[str, Any], *, text: str | None = None, is_error: bool)
     return ToolResult(content=[block], structured_content=payload, is_error=is_error)
 
 
-class UntrustedOutputMiddleware(Middleware):
+class UntrustedOutputMiddleware(TypedMiddleware):
     """Marks the results of `tools` as untrusted third-party data.
 
     Args:

@@ -42,7 +42,7 @@ from app.tools.catalog import TOOL_SPECS
 from app.tools.spec import ToolSpec
 from app.tools.server_state import ServerState
 from app.upstreams.github import GitHubClient
-from app.upstreams.postgres import ReadOnlyDatabase
+from app.upstreams.postgres import POOL_MAX_SIZE, ReadOnlyDatabase
 from app.upstreams.webhook import WebhookClient
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def load_capability_policy(settings: Settings) -> CapabilityPolicy:
         raise ConfigError(f"invalid capability policy: {exc}") from None
 
 
-def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS) -> ServerState:
+def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS, *,
+                db_pool_size: int = POOL_MAX_SIZE) -> ServerState:
     """Create upstream clients only for the secrets we hold, and say why the other tools are off."""
     state = ServerState(settings=settings, secrets=secrets,
                         principals=PrincipalProvider(auth_enabled=settings.auth is not None,
@@ -120,7 +121,8 @@ def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec
         state.closers.append(state.github.aclose)
     if secrets.get(DB_CONNECTION_STRING):
         state.database = ReadOnlyDatabase(
-            secrets.get(DB_CONNECTION_STRING), statement_timeout_ms=settings.db_statement_timeout_ms
+            secrets.get(DB_CONNECTION_STRING), statement_timeout_ms=settings.db_statement_timeout_ms,
+            pool_size=db_pool_size,
         )
         state.closers.append(state.database.close)
     if secrets.get(WEBHOOK_URL):
@@ -162,7 +164,9 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     signer = AuditSigner(audit_key or Ed25519PrivateKey.generate())
     audit = AuditLog(settings.audit_log, signer)
     breakers = Breakers(policy.upstreams)
-    state = build_state(settings, secrets, specs)
+    postgres = policy.upstreams.get("postgres")
+    # As many connections as concurrency slots: the fair per-principal cap binds, never the pool.
+    state = build_state(settings, secrets, specs, db_pool_size=postgres.max_concurrency if postgres else POOL_MAX_SIZE)
     state.redactor = redactor
     state.sessions = SessionRegistry(on_forget=redactor.remove_secret)
     state.delegation = DelegationService(capability_root(settings, tee), policy, CapabilityLedger())

@@ -28,7 +28,7 @@ def register(mcp: FastMCP, state: ServerState) -> None:
     ) -> dict:
         """Run one read-only SQL query (SELECT, WITH, VALUES or TABLE) and return at most max_rows rows."""
         guarded = guard_sql(sql)  # raises SqlRejected, a clear InvalidArgument
-        result = await state.database.query(guarded.sql, max_rows=max_rows)
+        result = await state.database.query(guarded.statement, max_rows=max_rows)
         return {
             "columns": result.columns,
             "rows": result.rows,

@@ -19,6 +19,10 @@ NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
 
 
 def register(mcp: FastMCP, state: ServerState) -> None:
+    # The visible tool set depends only on the caller's scopes (the policy and the disabled tools are
+    # fixed at start-up), so its digest is computed once per scope set, not on every call.
+    digests: dict[frozenset[str], str] = {}
+
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=False))
     async def attestation_status(
         ctx: Context,
@@ -28,13 +32,16 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         ] = None,
     ) -> dict:
         """Report where this server runs, with fresh attestation evidence bound to your nonce in TEE mode."""
-        # The tools this caller sees (scope-filtered), so an agent can detect a changed tool set.
-        visible = [tool.to_mcp_tool() for tool in await ctx.fastmcp.list_tools()]
-        digest = tools_digest(visible)
+        principal = state.principals()
+        digest = digests.get(principal.scopes)
+        if digest is None:
+            # The tools this caller sees (scope-filtered), so an agent can detect a changed tool set.
+            visible = [tool.to_mcp_tool() for tool in await ctx.fastmcp.list_tools()]
+            digest = digests[principal.scopes] = tools_digest(visible)
         # 2026-07-28 has no session: a nonce without a named channel mints one (TEE mode), see caller_state.
         minted = new_channel_handle() if (nonce and state.settings.tee_mode and is_sessionless(ctx)
                                           and named_channel(ctx) is None) else None
-        owned = caller_state_key(ctx, state.principals().subject, minted)
+        owned = caller_state_key(ctx, principal.subject, minted)
         evidence = await state.attestation.evidence(nonce=nonce, session_id=owned, tools_digest=digest)
         report = {
             "server": SERVER_NAME,

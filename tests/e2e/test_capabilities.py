@@ -12,6 +12,7 @@ import pytest
 from fastmcp import Client
 
 from app.auth.dev_issuer import DevIssuer
+from app.wire.runtime_data import tools_digest
 from tests.support.canaries import assert_no_canary
 from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 from tests.support.server_process import ServerProcess
@@ -67,6 +68,17 @@ class TestBearerAuth:
             sent = await session.call_tool("send_notification", {"message": "scoped hello"})
         assert {"send_notification", "github_search_issues", "query_database", "attestation_status"} <= tools
         assert not sent.is_error, text_of(sent)
+
+    async def test_attestation_status_digests_the_tools_each_scope_set_sees(self, authed_server):
+        # The digest is cached per scope set: a second caller with other scopes must not get the first one's.
+        digests = {}
+        for scopes in (("mcp:read",), ("mcp:read", "mcp:write"), ("mcp:read",)):
+            async with mcp_session(authed_server.url, headers=bearer(authed_server, *scopes)) as session:
+                visible = (await session.list_tools()).tools
+                status = (await session.call_tool("attestation_status", {})).structured_content
+            assert status["tools_digest"] == tools_digest(visible), scopes
+            digests.setdefault(scopes, set()).add(status["tools_digest"])
+        assert len(digests[("mcp:read",)]) == 1 and digests[("mcp:read",)] != digests[("mcp:read", "mcp:write")]
 
 
 class TestSessionOwnership:

@@ -9,7 +9,7 @@ from fastmcp import Client
 
 from app.capability_policy import load_policy
 from app.middleware.quotas import QuotaExceeded, RateLimiter, UpstreamSlots
-from tests.support.stack import FakeClock, Stack, policy_with
+from tests.support.stack import DELETE, FakeClock, Stack, policy_with
 
 SQL = {"sql": "select 1"}
 
@@ -115,7 +115,7 @@ class TestConcurrencyCap:
         held = asyncio.Event()
 
         async def first():
-            async with slots.hold("github"):
+            async with slots.hold("github", "alice"):
                 held.set()
                 await asyncio.sleep(0.1)
 
@@ -123,16 +123,55 @@ class TestConcurrencyCap:
             await slots._slots["github"].acquire()
         task = asyncio.create_task(first())
         await held.wait()
-        async with slots.hold("github"):  # waits ~0.1 s for the first call's slot instead of being refused
+        async with slots.hold("github", "bob"):  # waits ~0.1 s for the first call's slot instead of being refused
             pass
         await task
 
     async def test_slot_is_released_after_the_call(self):
         slots = UpstreamSlots(load_policy().upstreams, wait_s=0.01)
         for _ in range(5):
-            async with slots.hold("webhook"):
+            async with slots.hold("webhook", "alice"):
                 pass
-        async with slots.hold("webhook"), slots.hold("webhook"):
-            with pytest.raises(QuotaExceeded):
-                async with slots.hold("webhook"):
+        async with slots.hold("webhook", "alice"), slots.hold("webhook", "bob"):
+            with pytest.raises(QuotaExceeded, match="too many concurrent calls to webhook; retry"):
+                async with slots.hold("webhook", "carol"):
                     pass
+
+
+class TestFairShare:
+    """Issue 13, finding 7: one reader must not hold every slot of an upstream."""
+
+    def _slots(self, **postgres) -> UpstreamSlots:
+        postgres.setdefault("max_per_principal", DELETE)  # the default share: half
+        return UpstreamSlots(policy_with({"upstreams": {"postgres": postgres}}).upstreams, wait_s=0.01)
+
+    async def test_one_principal_holds_at_most_half_and_another_still_gets_a_slot(self):
+        slots = self._slots(max_concurrency=4)
+        async with slots.hold("postgres", "mallory"), slots.hold("postgres", "mallory"):
+            with pytest.raises(QuotaExceeded, match="from this principal \\(at most 2 at once\\)"):
+                async with slots.hold("postgres", "mallory"):
+                    pass
+            async with slots.hold("postgres", "victim"):
+                pass
+
+    async def test_the_share_is_configurable_per_upstream(self):
+        slots = self._slots(max_concurrency=4, max_per_principal=1)
+        async with slots.hold("postgres", "mallory"):
+            with pytest.raises(QuotaExceeded, match="at most 1 at once"):
+                async with slots.hold("postgres", "mallory"):
+                    pass
+
+    async def test_a_single_slot_upstream_still_admits_one_call(self):
+        slots = self._slots(max_concurrency=1)
+        async with slots.hold("postgres", "alice"):
+            pass
+
+    async def test_per_principal_state_is_dropped_when_its_calls_end(self):
+        slots = self._slots(max_concurrency=4)
+        for subject in (f"agent-{n}" for n in range(100)):
+            async with slots.hold("postgres", subject):
+                pass
+        with pytest.raises(QuotaExceeded):
+            async with slots.hold("postgres", "m"), slots.hold("postgres", "m"), slots.hold("postgres", "m"):
+                pass
+        assert slots._own == {}
