@@ -41,7 +41,8 @@ spec = GroupSpec(containers=(
     skr_sidecar(cfg.skr_image),
 ))
 cce = CcePolicy("cce", CcePolicyArgs(group=spec, confcom_version=cfg.confcom_version,
-                                     confcom_flags=cfg.confcom_flags, policy_file=cfg.cce_policy_file))
+                                     confcom_flags=cfg.confcom_flags, policy_file=cfg.cce_policy_file,
+                                     registry_name=image.registry_name))
 
 keys = KeyRelease("skr", KeyReleaseArgs(
     resource_group_name=group.name, location=cfg.location, vault_name=cfg.vault_name,

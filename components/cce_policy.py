@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pulumi import ComponentResource, Output, ResourceOptions
+from pulumi import ComponentResource, Input, Output, ResourceOptions
 from pulumi_command import local
 
 from components.containers import GroupSpec, render_arm_template
@@ -38,6 +38,11 @@ fi
 if [ "$(installed)" != "$CONFCOM_VERSION" ]; then
   echo "confcom $CONFCOM_VERSION is pinned but $(installed) is installed" >&2
   exit 1
+fi
+# The image is private and pinned by digest, so confcom pulls it through Docker: log in first, on
+# every run (a CI runner starts with no credentials), after the registry exists.
+if [ -n "${REGISTRY:-}" ]; then
+  az acr login --name "$REGISTRY" 1>&2
 fi
 template="$(mktemp)"
 trap 'rm -f "$template"' EXIT
@@ -77,6 +82,7 @@ class CcePolicyArgs:
         group: The group to measure; wildcarded env vars may still be unbound.
         confcom_version: The exact confcom extension version.
         confcom_flags: Extra `acipolicygen` flags, already validated.
+        registry_name: The private ACR holding the app image; confcom logs in to it before pulling.
         policy_file: A pre-generated base64 policy to use instead of running confcom. It goes
             through the same hash path; ACI refuses to start containers it does not match.
     """
@@ -85,6 +91,7 @@ class CcePolicyArgs:
     confcom_version: str
     confcom_flags: tuple[str, ...] = ()
     policy_file: str | None = None
+    registry_name: Input[str] | None = None
 
 
 class CcePolicy(ComponentResource):
@@ -112,7 +119,8 @@ class CcePolicy(ComponentResource):
                 f"{name}-confcom",
                 create=CONFCOM_SCRIPT,
                 stdin=self.template,
-                environment={"CONFCOM_VERSION": args.confcom_version, "CONFCOM_FLAGS": flags},
+                environment={"CONFCOM_VERSION": args.confcom_version, "CONFCOM_FLAGS": flags,
+                             **({"REGISTRY": args.registry_name} if args.registry_name is not None else {})},
                 triggers=[self.template, args.confcom_version, flags],
                 opts=child_opts,
             )

@@ -2,8 +2,8 @@
 
 Two builders, chosen by the `imageBuilder` stack setting:
 - ``docker``: `pulumi_docker_build.Image` builds locally with buildx and pushes. It authenticates
-  with the host's Docker credentials (`az acr login --name <registry>`), so no registry password
-  ever enters Pulumi state.
+  with the host's Docker credentials, which a `az acr login` step refreshes right before every
+  build (so the first deploy on an empty subscription works, and no password enters Pulumi state).
 - ``acr-task``: `az acr build` runs the build inside Azure (no local Docker needed), through
   `pulumi_command.local.Command`; the digest is read back with `az acr repository show`.
 
@@ -35,6 +35,9 @@ az acr build --registry "$REGISTRY" --image "$IMAGE" --file "$DOCKERFILE" --plat
   --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "$CONTEXT" 1>&2
 az acr repository show --name "$REGISTRY" --image "$IMAGE" --query digest --output tsv
 """
+
+
+REGISTRY_LOGIN_SCRIPT = 'az acr login --name "$REGISTRY" 1>&2'
 
 
 class ImageBuildError(ValueError):
@@ -86,12 +89,14 @@ class AppImage(ComponentResource):
 
     Attributes:
         registry_id: ARM id of the registry (the AcrPull scope).
+        registry_name: The registry's name (what `az acr login --name` takes).
         login_server: Registry host, e.g. ``myacr.azurecr.io``.
         image_ref: ``<login server>/<repository>@sha256:<digest>``.
         tag: The content tag (first characters of the context digest).
     """
 
     registry_id: Output[str]
+    registry_name: Output[str]
     login_server: Output[str]
     image_ref: Output[str]
     tag: str
@@ -118,6 +123,7 @@ class AppImage(ComponentResource):
         else:
             digest = self._docker(name, args, registry, child_opts)
         self.registry_id = registry.id
+        self.registry_name = registry.name
         self.login_server = registry.login_server
         self.image_ref = Output.concat(registry.login_server, "/", args.repository, "@",
                                        digest.apply(_checked_digest))
@@ -125,6 +131,15 @@ class AppImage(ComponentResource):
 
     def _docker(self, name: str, args: AppImageArgs, registry: containerregistry.Registry,
                 opts: ResourceOptions) -> Output[str]:
+        # Docker pushes with the runner's own credentials; a fresh CI runner has none, and on the first
+        # deploy the registry has only just been created. The login re-runs whenever the build does.
+        login = local.Command(
+            f"{name}-registry-login",
+            create=REGISTRY_LOGIN_SCRIPT,
+            environment={"REGISTRY": registry.name},
+            triggers=[self.tag],
+            opts=opts,
+        )
         image = docker_build.Image(
             f"{name}-build",
             push=True,
@@ -133,7 +148,7 @@ class AppImage(ComponentResource):
             dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
             build_args=args.build_args,
             platforms=[docker_build.Platform.LINUX_AMD64],
-            opts=opts,
+            opts=ResourceOptions.merge(opts, ResourceOptions(depends_on=[login])),
         )
         return image.digest
 

@@ -25,6 +25,7 @@ case "$1 $2" in
   "extension remove") rm -f "$AZ_STATE" ;;
   "extension add") echo "${AZ_INSTALLS:-$6}" > "$AZ_STATE"; echo "installed" ;;
   "confcom acipolicygen") echo "WARNING: stdio" >&2; echo "%s" ;;
+  "acr login") [ -z "$AZ_LOGIN_FAILS" ] || { echo "login failed" >&2; exit 1; } ;;
 esac
 """ % POLICY
 
@@ -38,6 +39,19 @@ def _rego(run: ProgramRun) -> str:
     policy = run.of_type("azure-native:containerinstance:ContainerGroup")[0].inputs[
         "confidentialComputeProperties"]["ccePolicy"]
     return base64.b64decode(policy).decode()
+
+
+class TestRegistryLogin:
+    def test_confcom_logs_in_to_the_stacks_registry(self, dev_run: ProgramRun) -> None:
+        registry = dev_run.one("azure-native:containerregistry:Registry")
+        assert _confcom(dev_run).inputs["environment"]["REGISTRY"] == registry.outputs.get("name", registry.name)
+
+    def test_the_docker_push_waits_for_a_login_that_reruns_with_every_build(self, dev_run: ProgramRun) -> None:
+        (login,) = [c for c in dev_run.of_type("command:local:Command") if c.name.endswith("-registry-login")]
+        (build,) = dev_run.of_type("docker-build:index:Image")
+        assert login.urn in dev_run.options[("docker-build:index:Image", build.name)]["dependencies"]
+        tag = build.inputs["tags"][0].rsplit(":", 1)[1]
+        assert login.inputs["triggers"] == [tag]
 
 
 class TestPinnedInTheProgram:
@@ -99,6 +113,18 @@ class TestConfcomScript:
         Path(az["AZ_STATE"]).write_text("1.4.3\n")
         assert self._run(az).returncode == 0
         assert not [c for c in self._calls(az) if c.startswith("extension add")]
+
+    def test_logs_in_to_the_private_registry_before_it_pulls(self, az: dict[str, str]) -> None:
+        """Issue 12 item 5: confcom pulls the digest-pinned private image, so it must be logged in first."""
+        assert self._run({**az, "REGISTRY": "mcpteeacr"}).returncode == 0
+        calls = self._calls(az)
+        login = calls.index("acr login --name mcpteeacr")
+        assert login < [i for i, c in enumerate(calls) if c.startswith("confcom acipolicygen")][0]
+
+    def test_a_failed_login_stops_before_any_policy(self, az: dict[str, str]) -> None:
+        result = self._run({**az, "REGISTRY": "mcpteeacr", "AZ_LOGIN_FAILS": "1"})
+        assert result.returncode != 0 and result.stdout.strip() == ""
+        assert not [c for c in self._calls(az) if c.startswith("confcom")]
 
     def test_refuses_when_the_pinned_version_does_not_install(self, az: dict[str, str]) -> None:
         result = self._run({**az, "AZ_INSTALLS": "1.5.0"})
