@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from app.auth.settings import AuthConfigError, AuthSettings
+from app.telemetry.setup import TelemetryConfigError, TelemetryPlan, plan_telemetry
 from app.urls import UntrustedUrl, require_https_or_loopback
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
@@ -31,10 +32,28 @@ TEE_PINNED_ENV = frozenset({
     # the audit stream off the box
     "MCP_AUDIT_SINK", "MCP_AUDIT_BLOB_ACCOUNT_URL", "MCP_AUDIT_BLOB_CONTAINER",
 })
+FILE_SINK, BLOB_SINK = "file", "blob"
+AUDIT_SINKS = frozenset({FILE_SINK, BLOB_SINK})
+DEFAULT_AUDIT_BLOB_PREFIX = "mcp-tee"
+DEFAULT_AUDIT_BUFFER_RECORDS = 10_000
+# What the blob sink cannot run without; a missing one stops start-up (confcom lets env vars drop).
+AUDIT_BLOB_REQUIRED = ("MCP_AUDIT_BLOB_ACCOUNT_URL", "MCP_AUDIT_BLOB_CONTAINER", "IDENTITY_CLIENT_ID")
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class AuditBlobSettings:
+    """Where `MCP_AUDIT_SINK=blob` ships the audit chain, and as whom."""
+
+    account_url: str
+    container: str
+    identity_client_id: str
+    prefix: str = DEFAULT_AUDIT_BLOB_PREFIX
+    ca_file: str | None = None
+    buffer_records: int = DEFAULT_AUDIT_BUFFER_RECORDS
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,8 @@ class Settings:
     require_secrets: bool = True
     auth: AuthSettings | None = None
     audit_log: str = "-"
+    audit_blob: AuditBlobSettings | None = None
+    telemetry: TelemetryPlan = TelemetryPlan(traces=False, metrics=False)
     capability_policy: str | None = None
     upstream_timeout_s: float = 10.0
     confirmation_timeout_s: float = 120.0
@@ -76,6 +97,44 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+def _audit_blob(env: Mapping[str, str]) -> AuditBlobSettings | None:
+    sink = (env.get("MCP_AUDIT_SINK") or FILE_SINK).lower()
+    if sink not in AUDIT_SINKS:
+        raise ConfigError(f"MCP_AUDIT_SINK must be one of {sorted(AUDIT_SINKS)}, got {sink!r}")
+    if sink == FILE_SINK:
+        return None
+    missing = [name for name in AUDIT_BLOB_REQUIRED if not env.get(name)]
+    if missing:
+        raise ConfigError(f"MCP_AUDIT_SINK=blob needs {', '.join(missing)}")
+    account_url = env["MCP_AUDIT_BLOB_ACCOUNT_URL"].rstrip("/")
+    try:
+        require_https_or_loopback(account_url, "MCP_AUDIT_BLOB_ACCOUNT_URL")
+    except UntrustedUrl as exc:
+        raise ConfigError(str(exc)) from None
+    return AuditBlobSettings(
+        account_url=account_url, container=env["MCP_AUDIT_BLOB_CONTAINER"],
+        identity_client_id=env["IDENTITY_CLIENT_ID"],
+        prefix=(env.get("MCP_AUDIT_BLOB_PREFIX") or DEFAULT_AUDIT_BLOB_PREFIX).strip("/"),
+        ca_file=env.get("MCP_AUDIT_BLOB_CA_FILE") or None,
+        buffer_records=_positive_int(env, "MCP_AUDIT_BUFFER_RECORDS", DEFAULT_AUDIT_BUFFER_RECORDS))
+
+
+def _telemetry(env: Mapping[str, str]) -> TelemetryPlan:
+    try:
+        return plan_telemetry(env)
+    except TelemetryConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_settings(
@@ -113,6 +172,8 @@ def load_settings(
         require_secrets=True if require_secrets is None else require_secrets,
         auth=_auth_settings(env),
         audit_log=env.get("MCP_AUDIT_LOG") or "-",
+        audit_blob=_audit_blob(env),
+        telemetry=_telemetry(env),
         capability_policy=env.get("MCP_CAPABILITY_POLICY") or None,
         upstream_timeout_s=_float(env, "MCP_UPSTREAM_TIMEOUT_S", 10.0),
         confirmation_timeout_s=_float(env, "MCP_CONFIRMATION_TIMEOUT_S", 120.0),
@@ -128,7 +189,7 @@ def load_settings(
                           "from the released key")
     if settings.transport not in ("streamable-http", "stdio"):
         raise ConfigError("--transport must be streamable-http or stdio")
-    if settings.transport == "stdio" and settings.audit_log == "-":
+    if settings.transport == "stdio" and settings.audit_blob is None and settings.audit_log == "-":
         raise ConfigError("--transport stdio owns stdout: set MCP_AUDIT_LOG to a file path")
     if settings.transport == "stdio" and settings.auth is not None:
         # stdio carries no bearer token: with auth on, every call would be refused without a word.

@@ -32,7 +32,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, TextIO
+from typing import Any, BinaryIO, Callable, Protocol, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -60,6 +60,31 @@ def checkpoint_message(unsigned: dict[str, Any]) -> bytes:
 def public_key_b64(key: Ed25519PublicKey) -> str:
     """Standard base64 of the raw 32-byte public key (what `audit verify --public-key` takes)."""
     return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+class AuditSink(Protocol):
+    """Where chained lines go instead of a file: it resumes the chain, takes lines, says when it is full."""
+
+    def chain_head(self) -> tuple[int, str]:
+        """Next `seq` and `prev`, so a new process continues the stored chain."""
+        ...
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Take lines in chain order; never drops one."""
+        ...
+
+    def has_room(self) -> bool:
+        """False while the sink's bounded buffer is full (new calls must then be refused)."""
+        ...
+
+    @property
+    def pending(self) -> int:
+        """Lines taken but not yet stored."""
+        ...
+
+    def close(self) -> None:
+        """Ship what is buffered, within the sink's own deadline."""
+        ...
 
 
 class AuditSigner:
@@ -157,7 +182,7 @@ class AuditLog:
     """Appends chained, periodically signed JSON lines to a file or stdout.
 
     Args:
-        sink: A file path, or `-` for stdout (container logs).
+        sink: A file path, `-` for stdout (container logs), or an `AuditSink` (for example the blob store).
         signer: Signs checkpoints.
         checkpoint_every: Records between signed checkpoints.
 
@@ -167,7 +192,7 @@ class AuditLog:
         >>> log.close()  # writes the final checkpoint and flushes everything
     """
 
-    def __init__(self, sink: str | Path, signer: AuditSigner,
+    def __init__(self, sink: str | Path | AuditSink, signer: AuditSigner,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
         self._signer = signer
         self._checkpoint_every = checkpoint_every
@@ -175,7 +200,12 @@ class AuditLog:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._since_checkpoint = 0
-        if str(sink) == STDOUT_SINK:
+        self._sink: AuditSink | None = None
+        if not isinstance(sink, (str, Path)):
+            self._sink = sink
+            self._seq, self._prev = sink.chain_head()
+            recovered = None
+        elif str(sink) == STDOUT_SINK:
             self._stream: TextIO = sys.stdout
             self._owns_stream = False
             self._seq, self._prev = 0, GENESIS
@@ -222,6 +252,14 @@ class AuditLog:
             if self._since_checkpoint >= self._checkpoint_every:
                 self._checkpoint(final=False)
 
+    def has_room(self) -> bool:
+        """False while a shipping sink's buffer is full; files and stdout always have room."""
+        return self._sink is None or self._sink.has_room()
+
+    def buffered(self) -> int:
+        """Lines a shipping sink still holds (0 for files and stdout)."""
+        return 0 if self._sink is None else self._sink.pending
+
     def close(self) -> None:
         """Write the final checkpoint, drain the queue, flush and fsync. Safe to call twice."""
         callbacks, self._before_close = self._before_close, []
@@ -234,6 +272,9 @@ class AuditLog:
             self._closed = True
             self._queue.put(_STOP)
         self._writer.join()
+        if self._sink is not None:
+            self._sink.close()
+            return
         self._stream.flush()
         if self._owns_stream:
             os.fsync(self._stream.fileno())
@@ -262,7 +303,9 @@ class AuditLog:
             while not self._queue.empty():
                 batch.append(self._queue.get())
             lines = [line for line in batch if line is not _STOP]
-            if lines:
+            if lines and self._sink is not None:
+                self._sink.write_lines(lines)
+            elif lines:
                 self._stream.write("".join(f"{line}\n" for line in lines))
                 self._stream.flush()
             if any(line is _STOP for line in batch):

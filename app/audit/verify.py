@@ -170,11 +170,16 @@ def verify_audit_log(path: str | Path, public_keys: Ed25519PublicKey | Iterable[
         >>> result = verify_audit_log("audit.jsonl", load_public_key(b64))
         >>> result.ok, result.bad_line, result.reason
     """
-    keys = [public_keys] if isinstance(public_keys, Ed25519PublicKey) else list(public_keys)
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
+    lines = Path(path).read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
+    return verify_audit_lines(lines, public_keys, live=live, expect_head=expect_head)
+
+
+def verify_audit_lines(lines: list[bytes], public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey], *,
+                       live: bool = False, expect_head: ExpectedHead | None = None) -> VerifyResult:
+    """Check a chain given as its lines (without newlines), wherever they were stored."""
+    keys = [public_keys] if isinstance(public_keys, Ed25519PublicKey) else list(public_keys)
     warnings: list[str] = []
     try:
         pending = _walk(lines, keys, warnings, live, expect_head)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.commands import register_module
+from app.cli.credentials import operator_credential
 
 PASS, FAIL, SKIP = "✓", "✗", "–"
 
@@ -90,12 +91,6 @@ def _load_public_key(path: Path):
     return key
 
 
-def _credential(identity_client_id: str | None) -> Any:
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    return ManagedIdentityCredential(client_id=identity_client_id) if identity_client_id else DefaultAzureCredential()
-
-
 def run_seal(args: argparse.Namespace) -> int:
     """Seal stdin offline (print it) or into Key Vault (print only the new secret's id)."""
     from app.secrets.jwe import SealingError, seal
@@ -108,7 +103,7 @@ def run_seal(args: argparse.Namespace) -> int:
         if args.public_key:
             print(seal(_read_secret(), _load_public_key(args.public_key)))
             return 0
-        credential = _credential(args.identity_client_id)
+        credential = operator_credential(args.identity_client_id)
         public_key, kid = fetch_public_key(args.vault, args.key, credential, connection_verify=args.ca_file)
         sealed = seal(_read_secret(), public_key, kid=args.key)
         secret_id = write_sealed_secret(args.vault, args.name, sealed, credential, connection_verify=args.ca_file)

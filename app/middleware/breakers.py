@@ -25,6 +25,8 @@ from app.middleware.dispatch import TypedMiddleware
 
 Clock = Callable[[], float]
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# A breaker's state as a number, for the `mcp_tee.breaker.state` gauge.
+BREAKER_LEVELS = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
 class BreakerOpen(CapabilityDenied):

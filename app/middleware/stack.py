@@ -12,6 +12,7 @@ from app.auth.principal import PrincipalProvider
 from app.capability_policy import CapabilityPolicy
 from app.delegation.authorize import CapabilityGate
 from app.middleware.audit import AuditMiddleware
+from app.middleware.audit_backpressure import AuditBackpressureMiddleware
 from app.middleware.breakers import BreakerMiddleware, Breakers
 from app.middleware.confirmation import DEFAULT_CONFIRMATION_TIMEOUT_S, ConfirmationMiddleware
 from app.middleware.delegation import DelegationMiddleware
@@ -19,7 +20,9 @@ from app.middleware.error_handling import ErrorBoundaryMiddleware
 from app.middleware.quotas import QuotaMiddleware, RateLimiter, UpstreamSlots
 from app.middleware.refusals import RefusalBudgetMiddleware, RefusalLedger
 from app.middleware.scopes import ScopeMiddleware
+from app.middleware.telemetry import TelemetryMiddleware
 from app.middleware.untrusted import UntrustedOutputMiddleware
+from app.telemetry.instruments import instruments
 from app.tools.spec import ToolSpec
 
 
@@ -36,11 +39,15 @@ def build_middleware(
     refusals: RefusalLedger | None = None,
     confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
     delegation: CapabilityGate | None = None,
+    audit_gate: AuditBackpressureMiddleware | None = None,
 ) -> list[Middleware]:
-    """The whole chain, outermost first: error boundary → audit → refusal budget → scopes → delegation
-    → confirmation → quotas → breakers → untrusted-output marking → tool.
+    """The whole chain, outermost first: error boundary → telemetry → audit backpressure → audit → refusal
+    budget → scopes → delegation → confirmation → quotas → breakers → untrusted-output marking → tool.
 
-    The error boundary is outermost so nothing leaves as a traceback. Audit comes next so that it
+    The error boundary is outermost so nothing leaves as a traceback. Telemetry comes next so it
+    sees every outcome, refusals for audit backpressure included. The backpressure gate refuses
+    calls whose record could not be kept before anything else runs (pass the assembly's own
+    `audit_gate` so it can flush its refusal summary at shutdown). Audit comes next so that it
     records denials raised by every inner layer. The refusal budget charges every denial from the
     layers inside it, undeclared tools included, and refuses a caller whose budget is spent before
     any of them runs. Scopes run before anything else so an unauthorized
@@ -62,6 +69,8 @@ def build_middleware(
     untrusted = frozenset(spec.name for spec in specs if spec.untrusted_output)
     return [
         ErrorBoundaryMiddleware(untrusted, redactor),
+        TelemetryMiddleware(instruments(), principals),
+        audit_gate or AuditBackpressureMiddleware(audit, principals),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
         RefusalBudgetMiddleware(refusals or RefusalLedger(policy.refusals), principals),

@@ -17,6 +17,8 @@ from fastmcp import FastMCP
 
 from app.attestation.channel import TlsChannel
 from app.attestation.evidence import TeeAttestation
+from app.audit.blob_sink import BlobAuditSink
+from app.audit.blob_store import AuditBlobStore, AuditStoreError
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
@@ -28,7 +30,8 @@ from app.delegation.keys import SOURCE_TEE, CapabilityRoot
 from app.delegation.ledger import CapabilityLedger
 from app.delegation.service import DelegationService
 from app.middleware.audit import record_http_refusal
-from app.middleware.breakers import Breakers
+from app.middleware.audit_backpressure import AuditBackpressureMiddleware
+from app.middleware.breakers import BREAKER_LEVELS, Breakers
 from app.middleware.stack import build_middleware
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
 from app.secrets.bundle import SecretBundle
@@ -38,6 +41,9 @@ from app.server.mcp_app import MCP_PATH, build_mcp
 from app.server.session_admission import SESSION_IDLE_TIMEOUT_S, SessionAdmission
 from app.server.session_end import ForgetEndedSessions
 from app.sessions import SessionRegistry
+from app.telemetry.instruments import instruments
+from app.telemetry.propagation import TraceContextMiddleware
+from app.telemetry.setup import TelemetryHandle, configure_telemetry
 from app.tools.catalog import TOOL_SPECS
 from app.tools.spec import ToolSpec
 from app.tools.server_state import ServerState
@@ -58,6 +64,7 @@ class AssembledServer:
     audit: AuditLog
     redactor: Redactor
     log_filter: RedactingFilter
+    telemetry: TelemetryHandle | None = None
 
     _closed: bool = False
 
@@ -83,12 +90,12 @@ class AssembledServer:
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
         app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self._record_refusal)
         auth = self.state.settings.auth
-        if auth is None:
-            return app
-        # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
-        auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
-        verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
-        return protect_app(app, auth, verifier, on_refusal=self._record_refusal)
+        if auth is not None:
+            # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
+            auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
+            verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
+            app = protect_app(app, auth, verifier, on_refusal=self._record_refusal)
+        return TraceContextMiddleware(app)
 
     def _record_refusal(self, refusal: HttpRefusal) -> None:
         record_http_refusal(self.audit, self.redactor, refusal)
@@ -100,7 +107,9 @@ class AssembledServer:
         try:
             await self.state.aclose()
         finally:
-            self.audit.close()  # writes the final signed checkpoint and flushes every line
+            self.audit.close()  # writes the final signed checkpoint and flushes (or ships) every line
+            if self.telemetry is not None:
+                self.telemetry.shutdown()
 
 
 def load_capability_policy(settings: Settings) -> CapabilityPolicy:
@@ -108,6 +117,38 @@ def load_capability_policy(settings: Settings) -> CapabilityPolicy:
         return load_policy(settings.capability_policy)
     except PolicyError as exc:
         raise ConfigError(f"invalid capability policy: {exc}") from None
+
+
+def open_audit_log(settings: Settings, signer: AuditSigner) -> AuditLog:
+    """The file/stdout log, or the blob store through the managed identity (`MCP_AUDIT_SINK=blob`)."""
+    blob = settings.audit_blob
+    if blob is None:
+        return AuditLog(settings.audit_log, signer)
+    from azure.identity import ManagedIdentityCredential
+
+    store = AuditBlobStore(blob.account_url, blob.container, blob.prefix,
+                           ManagedIdentityCredential(client_id=blob.identity_client_id), connection_verify=blob.ca_file)
+    try:
+        return AuditLog(BlobAuditSink(store, signer, capacity=blob.buffer_records), signer)
+    except AuditStoreError as exc:
+        # Fail closed: without the stored chain's head the server cannot continue the trail.
+        store.close()
+        raise ConfigError(f"{exc}; the server does not start without its audit trail") from None
+
+
+def _observe(breakers: Breakers, state: ServerState, audit: AuditLog) -> None:
+    """Gauges read at each metric export: breaker states, pool usage, the audit backlog."""
+    meters = instruments()
+    meters.gauge("mcp_tee.breaker.state", "0 closed, 1 half-open, 2 open",
+                 lambda: [(BREAKER_LEVELS[snapshot["state"]], {"mcp_tee.upstream": name})
+                          for name, snapshot in breakers.snapshot().items()])
+    if state.database is not None:
+        database = state.database
+        meters.gauge("mcp_tee.db.pool.connections", "Postgres pool size and idle connections",
+                     lambda: [(value, {"mcp_tee.pool.state": key.removeprefix("pool_")})
+                              for key, value in database.stats().items()], unit="{connection}")
+    meters.gauge("mcp_tee.audit.buffered", "Audit lines waiting for the store",
+                 lambda: [(audit.buffered(), {})], unit="{line}")
 
 
 def build_state(settings: Settings, secrets: SecretBundle, specs: tuple[ToolSpec, ...] = TOOL_SPECS, *,
@@ -161,8 +202,9 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     policy = load_capability_policy(settings)
     redactor = Redactor(secrets.plaintexts())
     log_filter = install_log_redaction(redactor)
+    telemetry = configure_telemetry(settings.telemetry, redactor)
     signer = AuditSigner(audit_key or Ed25519PrivateKey.generate())
-    audit = AuditLog(settings.audit_log, signer)
+    audit = open_audit_log(settings, signer)
     breakers = Breakers(policy.upstreams)
     postgres = policy.upstreams.get("postgres")
     # As many connections as concurrency slots: the fair per-principal cap binds, never the pool.
@@ -178,10 +220,15 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.status_extras.append(lambda: {"breakers": breakers.snapshot(), "audit_public_key": signer.public_key_b64()})
     state.audit_head = audit.signed_head
     state.status_extras.append(state.delegation.status)
+    if settings.telemetry.metrics:
+        _observe(breakers, state, audit)
+    audit_gate = AuditBackpressureMiddleware(audit, state.principals)
+    audit.before_close(audit_gate.flush)  # refusals counted while the store was down, before the final checkpoint
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s,
-                                  delegation=CapabilityGate(state.delegation.ledger))
+                                  delegation=CapabilityGate(state.delegation.ledger), audit_gate=audit_gate)
     mcp = build_mcp(state, specs, middleware=middleware)
     if isinstance(state.attestation, TeeAttestation):
         serve_attested_channel(mcp, state.attestation, settings)
-    return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter)
+    return AssembledServer(mcp=mcp, state=state, policy=policy, audit=audit, redactor=redactor, log_filter=log_filter,
+                           telemetry=telemetry)

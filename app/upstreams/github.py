@@ -21,6 +21,7 @@ import httpx
 
 from app import __version__
 from app.errors import InvalidArgument, UpstreamError
+from app.telemetry.instruments import traced_upstream
 
 UPSTREAM = "github"
 GITHUB_API_VERSION = "2022-11-28"
@@ -67,6 +68,7 @@ class GitHubClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @traced_upstream(UPSTREAM, "search_issues")
     async def search_issues(self, q: str, *, token: str, per_page: int) -> tuple[list[IssueSummary], int]:
         """Run `/search/issues`; returns the page of issues and GitHub's total count."""
         url = f"{self._base}/search/issues"

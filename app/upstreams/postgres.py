@@ -30,6 +30,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.errors import InvalidArgument, UpstreamError, deny
+from app.telemetry.instruments import traced_upstream
 
 UPSTREAM = "postgres"
 MAX_RESULT_BYTES = 256 * 1024
@@ -134,6 +135,7 @@ class ReadOnlyDatabase:
     def stats(self) -> dict[str, int]:
         return {key: value for key, value in self._pool.get_stats().items() if key.startswith("pool_")}
 
+    @traced_upstream(UPSTREAM, "query")
     async def query(self, statement: str, *, max_rows: int) -> QueryResult:
         """Run one guarded statement (`GuardedQuery.statement`, no `;`) and return its capped result."""
         await self.open()

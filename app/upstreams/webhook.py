@@ -15,6 +15,7 @@ from __future__ import annotations
 import httpx
 
 from app.errors import UpstreamError
+from app.telemetry.instruments import traced_upstream
 
 UPSTREAM = "webhook"
 MAX_ATTEMPTS = 2
@@ -48,6 +49,7 @@ class WebhookClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @traced_upstream(UPSTREAM, "post")
     async def post(self, payload: dict, *, idempotency_key: str) -> int:
         """Deliver `payload` at most once; returns the receiver's status."""
         for attempt in range(1, MAX_ATTEMPTS + 1):

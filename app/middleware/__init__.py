@@ -1,0 +1,1 @@
+"""Capability middleware: the layers every tool call passes, in one fixed order."""

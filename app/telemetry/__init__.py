@@ -1,0 +1,1 @@
+"""OpenTelemetry for the server: redacted spans and metrics over OTLP/HTTP, off unless configured."""
