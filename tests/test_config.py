@@ -81,3 +81,39 @@ class TestCapabilityRootDir:
     def test_refused_in_tee_mode(self):
         with pytest.raises(ConfigError, match="MCP_CAPABILITY_ROOT_DIR"):
             load_settings({"MCP_TEE_MODE": "tee", "MCP_CAPABILITY_ROOT_DIR": "/tmp/x"})
+
+
+class TestAuditSink:
+    BLOB = {"MCP_AUDIT_SINK": "blob", "MCP_AUDIT_BLOB_ACCOUNT_URL": "https://acct.blob.core.windows.net/",
+            "MCP_AUDIT_BLOB_CONTAINER": "audit", "IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-0000000000a1"}
+
+    def test_the_file_sink_is_the_default(self):
+        assert load_settings({}).audit_blob is None
+
+    def test_the_blob_sink_takes_the_managed_identity(self):
+        blob = load_settings(self.BLOB).audit_blob
+        assert (blob.account_url, blob.container, blob.prefix) == ("https://acct.blob.core.windows.net", "audit",
+                                                                    "mcp-tee")
+        assert blob.identity_client_id == self.BLOB["IDENTITY_CLIENT_ID"] and blob.buffer_records == 10_000
+
+    @pytest.mark.parametrize("missing", ["MCP_AUDIT_BLOB_ACCOUNT_URL", "MCP_AUDIT_BLOB_CONTAINER", "IDENTITY_CLIENT_ID"])
+    def test_a_dropped_variable_stops_start_up(self, missing):
+        env = {name: value for name, value in self.BLOB.items() if name != missing}
+        with pytest.raises(ConfigError, match=missing):
+            load_settings(env)
+
+    @pytest.mark.parametrize("name, value", [("MCP_AUDIT_SINK", "syslog"), ("MCP_AUDIT_BUFFER_RECORDS", "0"),
+                                             ("MCP_AUDIT_BLOB_ACCOUNT_URL", "http://acct.blob.core.windows.net")])
+    def test_bad_values_are_named(self, name, value):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({**self.BLOB, name: value})
+
+    def test_stdio_is_fine_when_audit_goes_to_the_store(self):
+        assert load_settings(self.BLOB, transport="stdio").transport == "stdio"
+
+
+class TestTelemetrySettings:
+    def test_off_by_default_and_refused_settings_stop_start_up(self):
+        assert not load_settings({}).telemetry.enabled
+        with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
+            load_settings({"OTEL_TRACES_EXPORTER": "console"})

@@ -10,17 +10,15 @@ so the chain verifies exactly as a file-based log does.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.audit.log import AuditSigner
+from app.audit.verify import signed_by_any
 
 SEAL_KEY = "batch_seal"
 _SEAL_CONTEXT = b"mcp-tee-audit-batch\n"
@@ -55,20 +53,6 @@ def sealed_block(blob: str, lines: Sequence[str], signer: AuditSigner) -> bytes:
 def is_seal(line: bytes) -> bool:
     """True for a seal line (cheap: chain lines start with `{"seq"`)."""
     return line.startswith(b'{"' + SEAL_KEY.encode() + b'"')
-
-
-def _signed(seal: dict[str, Any], signature: Any, keys: Sequence[Ed25519PublicKey]) -> bool:
-    try:
-        raw = base64.b64decode(str(signature), validate=True)
-    except binascii.Error:
-        return False
-    for key in keys:
-        try:
-            key.verify(raw, seal_message(seal))
-            return True
-        except InvalidSignature:
-            continue
-    return False
 
 
 def unseal_blob(blob: str, data: bytes, keys: Sequence[Ed25519PublicKey]) -> list[bytes]:
@@ -106,5 +90,5 @@ def _check_seal(blob: str, raw: bytes, block: list[bytes], keys: Sequence[Ed2551
                 "sha256": hashlib.sha256(body).hexdigest()}
     if seal != expected:
         raise SealError(number, "seal does not match the lines before it (edited, moved or cut)")
-    if not _signed(seal, parsed.get("sig"), keys):
+    if not signed_by_any(parsed.get("sig"), seal_message(seal), keys):
         raise SealError(number, "seal has no valid signature from a trusted key")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,15 +79,15 @@ def load_public_key(value: str) -> Ed25519PublicKey:
         raise ValueError("public key is neither PEM nor base64 of 32 raw Ed25519 bytes") from None
 
 
-def _signed_by(record: dict[str, Any], keys: list[Ed25519PublicKey]) -> bool:
-    unsigned = {name: value for name, value in record.items() if name != "sig"}
+def signed_by_any(signature_b64: object, message: bytes, keys: Sequence[Ed25519PublicKey]) -> bool:
+    """True when `signature_b64` (standard base64) is a valid Ed25519 signature of `message` by one of `keys`."""
     try:
-        signature = base64.b64decode(str(record.get("sig", "")), validate=True)
+        signature = base64.b64decode(str(signature_b64), validate=True)
     except binascii.Error:
         return False
     for key in keys:
         try:
-            key.verify(signature, checkpoint_message(unsigned))
+            key.verify(signature, message)
             return True
         except InvalidSignature:
             continue
@@ -108,6 +108,11 @@ class ExpectedHead:
         if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError("--expect-head takes SEQ:SHA256 (a checkpoint's seq and its 64 hex digit line hash)")
         return cls(int(seq), digest)
+
+
+def _signed_by(record: dict[str, Any], keys: list[Ed25519PublicKey]) -> bool:
+    unsigned = {name: value for name, value in record.items() if name != "sig"}
+    return signed_by_any(record.get("sig", ""), checkpoint_message(unsigned), keys)
 
 
 def _walk(lines: list[bytes], keys: list[Ed25519PublicKey], warnings: list[str], live: bool = False,

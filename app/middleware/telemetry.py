@@ -43,16 +43,13 @@ class TelemetryMiddleware(TypedMiddleware):
                            call_next: CallNext[mt.CallToolRequestParams, ToolResult]) -> ToolResult:
         span = trace.get_current_span()  # the request's server span; inner layers may open others
         started = time.perf_counter()
-        result: ToolResult | None = None
-        error: BaseException | None = None
         try:
             result = await call_next(context)
-            return result
         except BaseException as exc:
-            error = exc
+            self._record(span, context.message, None, exc, time.perf_counter() - started)
             raise
-        finally:
-            self._record(span, context.message, result, error, time.perf_counter() - started)
+        self._record(span, context.message, result, None, time.perf_counter() - started)
+        return result
 
     def _principal(self) -> str:
         try:

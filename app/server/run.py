@@ -47,6 +47,16 @@ def refuse_exposed_bind_without_auth(settings: Settings) -> None:
         )
 
 
+def _audit_destination(settings: Settings) -> str:
+    blob = settings.audit_blob
+    if blob is not None:
+        return f"blob store {blob.account_url}/{blob.container}/{blob.prefix}/"
+    if settings.audit_log == "-":
+        # With stdio disabled in the CCE policy this output is dropped: production uses the blob sink.
+        return "stdout (whoever reads the container's output reads it; production sets MCP_AUDIT_SINK=blob)"
+    return f"file {settings.audit_log}"
+
+
 async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     """Load secrets, build the server and run it until it is stopped."""
     import uvicorn
@@ -65,6 +75,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     try:
         for tool, reason in sorted(server.state.disabled.items()):
             logger.warning("tool %s is disabled: %s", tool, reason)
+        logger.info("audit trail: %s", _audit_destination(settings))
         if settings.transport == "stdio":
             logger.info("stdio transport: one local user, no bearer token; every call runs as the local principal "
                         "with scopes %s", ", ".join(sorted(settings.local_scopes)))
