@@ -108,7 +108,11 @@ class AuditBlobStore:
         return data if start == 0 else data.split(b"\n", 1)[-1]
 
     def create(self, name: str) -> BlobState:
-        """Create an empty append blob; an existing one (a writer that died before its first append) is reused."""
+        """Create an empty append blob; an existing empty one (its writer died before appending) is reused.
+
+        Raises:
+            AuditStoreError: the blob exists and holds records: another writer owns this chain.
+        """
         client = self._container.get_blob_client(name)
         try:
             client.create_append_blob(match_condition=MatchConditions.IfMissing)
@@ -116,7 +120,10 @@ class AuditBlobStore:
             pass
         except AzureError as exc:
             raise AuditStoreError(f"audit store: create failed ({type(exc).__name__})") from None
-        return self.state(name)
+        state = self.state(name)
+        if state.size:
+            raise AuditStoreError(f"audit store: {name} already holds records (another writer on this prefix?)")
+        return state
 
     def append(self, name: str, offset: int, block: bytes) -> None:
         """Append `block` at exactly `offset`; an earlier attempt that landed unseen counts as done.

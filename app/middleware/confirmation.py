@@ -36,6 +36,7 @@ from app.auth.principal import PrincipalProvider
 from app.confirmation import ConfirmationRefused, ConfirmedRequest, confirmed_request
 from app.errors import InvalidArgument, deny
 from app.middleware.dispatch import TypedMiddleware
+from app.telemetry.instruments import layer_span
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +174,12 @@ class ConfirmationMiddleware(TypedMiddleware):
             self._refuse(tool, "no MCP session to ask the user through")
         try:
             # The session's own elicit hands back the raw answer; `ctx.elicit(..., bool)` would coerce it.
-            answer = await asyncio.wait_for(
-                ctx.session.elicit(message=f"Allow {tool} to do exactly this?\n\n{preview}",
-                                   requested_schema=_YES_NO_SCHEMA, related_request_id=ctx.request_id),
-                self._timeout_s,
-            )
+            with layer_span("confirmation wait", {"mcp_tee.tool": tool}):
+                answer = await asyncio.wait_for(
+                    ctx.session.elicit(message=f"Allow {tool} to do exactly this?\n\n{preview}",
+                                       requested_schema=_YES_NO_SCHEMA, related_request_id=ctx.request_id),
+                    self._timeout_s,
+                )
         except asyncio.TimeoutError:
             self._refuse(tool, f"no answer within {self._timeout_s:g} s")
         except InvalidArgument:

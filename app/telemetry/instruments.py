@@ -32,6 +32,15 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(SCOPE)
 
 
+def layer_span(name: str, attributes: dict[str, str]):
+    """An INTERNAL span around a capability layer's wait (a confirmation prompt, an upstream slot).
+
+    Exceptions pass through unrecorded: the layer turns them into a denial, which the call's span carries.
+    """
+    return tracer().start_as_current_span(name, attributes=attributes, record_exception=False,
+                                          set_status_on_exception=False)
+
+
 class Instruments:
     """Counters and histograms for tool calls, denials, quota refusals and upstream calls.
 

@@ -101,3 +101,10 @@ class TestFailClosed:
         with pytest.raises(AuditStoreError) as raised:
             sink.chain_head()
         assert "eyJ" not in str(raised.value) and "Bearer" not in str(raised.value)
+
+    def test_a_second_writer_on_the_same_chain_is_refused(self, azurite, container, credential):
+        store = _store(azurite, container, credential)
+        blob = store.create(f"{PREFIX}/000000000000.jsonl")
+        store.append(blob.name, 0, b"first writer\n")
+        with pytest.raises(AuditStoreError, match="another writer"):
+            store.create(blob.name)

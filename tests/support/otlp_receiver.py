@@ -71,10 +71,14 @@ class OtlpReceiver:
         return Response(ExportMetricsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
     def spans(self) -> list:
-        """Every span received, in arrival order."""
+        """Every span received, in arrival order, once (an exporter retries a batch whose reply was slow)."""
         with self._lock:
-            return [span for request in self._traces for resource in request.resource_spans
-                    for scope in resource.scope_spans for span in scope.spans]
+            received = [span for request in self._traces for resource in request.resource_spans
+                        for scope in resource.scope_spans for span in scope.spans]
+        unique = {}
+        for span in received:
+            unique.setdefault(span.span_id, span)
+        return list(unique.values())
 
     def data_points(self, metric_name: str) -> list:
         """Every data point of one metric, across exports."""

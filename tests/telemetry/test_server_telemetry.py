@@ -33,15 +33,10 @@ def telemetry_server(baseline_env, otlp, tmp_path_factory):
     process.stop()
 
 
-def _trace_of(receiver, trace_id: bytes, name: str | None = None, **attributes: str):
-    """Spans of one trace, by name and/or attribute values (dots in keys written as `__`)."""
-    wanted = {key.replace("__", "."): value for key, value in attributes.items()}
-
-    def matching():
-        return [span for span in receiver.spans() if span.trace_id == trace_id
-                and (name is None or span.name == name)
-                and wanted.items() <= attribute_map(span.attributes).items()]
-    return receiver.wait_for(matching)
+def _trace_of(receiver, trace_id: bytes, name: str):
+    """The spans of one trace with one name, once they have arrived."""
+    return receiver.wait_for(lambda: [span for span in receiver.spans()
+                                      if span.trace_id == trace_id and span.name == name])
 
 
 def _client_span() -> tuple[SpanContext, object]:
@@ -63,16 +58,17 @@ class TestSpansAndMetrics:
             refused = await session.call_tool("send_notification", {"message": f"hello {LITERAL}"})
             assert refused.is_error  # no elicitation support: the confirmation layer refuses
 
-        (call,) = _trace_of(otlp, trace_id, mcp_tee__tool="query_database")
-        assert call.name == "tools/call query_database"
+        (call,) = _trace_of(otlp, trace_id, "tools/call query_database")
         attributes = attribute_map(call.attributes)
         assert attributes["mcp_tee.tool"] == "query_database" and attributes["mcp_tee.outcome"] == "ok"
         assert attributes["mcp_tee.principal"] == "local-dev"
         assert len(attributes["mcp_tee.sql.fingerprint"]) == 16
         (database,) = _trace_of(otlp, trace_id, "postgres query")
         assert attribute_map(database.attributes)["mcp_tee.upstream"] == "postgres"
-        (denied,) = _trace_of(otlp, trace_id, mcp_tee__tool="send_notification")
+        (denied,) = _trace_of(otlp, trace_id, "tools/call send_notification")
         assert attribute_map(denied.attributes)["mcp_tee.denial.layer"] == "confirmation"
+        (prompt,) = _trace_of(otlp, trace_id, "confirmation wait")
+        assert prompt.parent_span_id == denied.span_id
         assert database.parent_span_id == call.span_id
 
         def counted():
