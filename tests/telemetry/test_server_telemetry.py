@@ -11,7 +11,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from tests.support.canaries import ALL_CANARIES
-from tests.support.mcp_client import mcp_session, text_of
+from tests.support.mcp_client import ScriptedUser, mcp_session, text_of
 from tests.support.otlp_receiver import attribute_map
 from tests.support.server_process import ServerProcess
 
@@ -57,6 +57,11 @@ class TestSpansAndMetrics:
             assert not result.is_error, text_of(result)
             refused = await session.call_tool("send_notification", {"message": f"hello {LITERAL}"})
             assert refused.is_error  # no elicitation support: the confirmation layer refuses
+            found = await session.call_tool("github_search_issues", {"query": LITERAL, "repo": "acme/api"})
+            assert not found.is_error, text_of(found)
+        async with mcp_session(telemetry_server.url, headers=headers, user=ScriptedUser("accept")) as session:
+            sent = await session.call_tool("send_notification", {"message": f"hello {LITERAL}"})
+            assert not sent.is_error, text_of(sent)
 
         (call,) = _trace_of(otlp, trace_id, "tools/call query_database")
         attributes = attribute_map(call.attributes)
@@ -67,8 +72,11 @@ class TestSpansAndMetrics:
         assert attribute_map(database.attributes)["mcp_tee.upstream"] == "postgres"
         (denied,) = _trace_of(otlp, trace_id, "tools/call send_notification")
         assert attribute_map(denied.attributes)["mcp_tee.denial.layer"] == "confirmation"
-        (prompt,) = _trace_of(otlp, trace_id, "confirmation wait")
-        assert prompt.parent_span_id == denied.span_id
+        prompts = _trace_of(otlp, trace_id, "confirmation wait")
+        assert denied.span_id in {prompt.parent_span_id for prompt in prompts}
+        for upstream_call in ("github search_issues", "webhook post"):
+            (span,) = _trace_of(otlp, trace_id, upstream_call)
+            assert attribute_map(span.attributes)["mcp_tee.upstream"] == upstream_call.split()[0]
         assert database.parent_span_id == call.span_id
 
         def counted():
