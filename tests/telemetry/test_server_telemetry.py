@@ -39,6 +39,13 @@ def _trace_of(receiver, trace_id: bytes, name: str):
                                       if span.trace_id == trace_id and span.name == name])
 
 
+def _by_outcome(receiver, trace_id: bytes, name: str) -> dict:
+    """`{outcome: span}` once spans with both outcomes `ok` and `denied` have arrived, else {}."""
+    spans = {attribute_map(span.attributes).get("mcp_tee.outcome"): span for span in receiver.spans()
+             if span.trace_id == trace_id and span.name == name}
+    return spans if {"ok", "denied"} <= spans.keys() else {}
+
+
 def _client_span() -> tuple[SpanContext, object]:
     """A client-side span context, attached as current, without an SDK in the test process."""
     span_context = SpanContext(trace_id=int.from_bytes(secrets.token_bytes(16), "big"),
@@ -70,10 +77,11 @@ class TestSpansAndMetrics:
         assert len(attributes["mcp_tee.sql.fingerprint"]) == 16
         (database,) = _trace_of(otlp, trace_id, "postgres query")
         assert attribute_map(database.attributes)["mcp_tee.upstream"] == "postgres"
-        (denied,) = _trace_of(otlp, trace_id, "tools/call send_notification")
-        assert attribute_map(denied.attributes)["mcp_tee.denial.layer"] == "confirmation"
-        prompts = _trace_of(otlp, trace_id, "confirmation wait")
-        assert denied.span_id in {prompt.parent_span_id for prompt in prompts}
+        by_outcome = otlp.wait_for(lambda: _by_outcome(otlp, trace_id, "tools/call send_notification"))
+        assert attribute_map(by_outcome["denied"].attributes)["mcp_tee.denial.layer"] == "confirmation"
+        sent = by_outcome["ok"]
+        (prompt,) = _trace_of(otlp, trace_id, "confirmation wait")  # only the client that can answer is asked
+        assert prompt.parent_span_id == sent.span_id
         for upstream_call in ("github search_issues", "webhook post"):
             (span,) = _trace_of(otlp, trace_id, upstream_call)
             assert attribute_map(span.attributes)["mcp_tee.upstream"] == upstream_call.split()[0]
