@@ -8,7 +8,8 @@ The command and env come from the ContainerGroup under mocks. The server answers
   from Azure only in endpoints; the audience stays the stack's own;
 - the port: `--port 8443` becomes a free port (a fixed port would collide);
 - additions the real host provides: the managed-identity endpoint, the emulator's CA (AKV_CA_FILE),
-  and MAA_ISSUER, because the emulator issues over loopback http.
+  and MAA_ISSUER, because the emulator issues over loopback http;
+- the audit sink: a file instead of the stack's storage account (the blob sink is tested against Azurite).
 The emulator runs the stack's own CCE policy, so its hostdata is the stack's `expected_hostdata`.
 Issue 12's items 1 and 7 and the dropped-env refusal fail here if they regress.
 """
@@ -110,7 +111,10 @@ def booted(stack: ProgramRun, entra: EntraStandIn, tmp_path_factory: pytest.Temp
         env = {**deployed, "SKR_ENDPOINT": emulator.sidecar_url, "MAA_ENDPOINT": emulator.maa_endpoint,
                "AKV_ENDPOINT": emulator.akv_endpoint, "MCP_AUTH_ISSUER": entra.issuer,
                "MCP_AUTH_JWKS_URL": entra.jwks_url, "PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path),
-               "AKV_CA_FILE": emulator.ca_file, "MAA_ISSUER": emulator.issuer, **emulator.identity_env}
+               "AKV_CA_FILE": emulator.ca_file, "MAA_ISSUER": emulator.issuer, **emulator.identity_env,
+               # The deployed blob sink would need the stack's real storage account; its code path runs
+               # against Azurite in tests/audit/test_server_audit_store.py. Here the trail goes to a file.
+               "MCP_AUDIT_SINK": "file", "MCP_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
         port = free_port()
         log = open(tmp_path / "server.log", "wb")
         process = subprocess.Popen(_command(group, port), env=env, stdout=log, stderr=subprocess.STDOUT,
