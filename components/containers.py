@@ -41,6 +41,7 @@ APP_PORT = 8443
 APP_COMMAND = ("mcp-tee", "serve", "--tee", "--require-pinned-env", "--host", "0.0.0.0", "--port", str(APP_PORT))
 # Pinned only when configured, and harmless when dropped (the default is the same stdout).
 OPTIONAL_PINNED_ENV = frozenset({"MCP_AUDIT_LOG"})
+AUDIT_PREFIX_VAR = "MCP_AUDIT_BLOB_PREFIX"
 SKR_PORT = 9000
 SKR_COMMAND = ("/skr.sh",)
 ARM_API_VERSION = "2023-05-01"
@@ -151,7 +152,10 @@ def app_container(image_ref: pulumi.Input[str], env: AppEnv, *, cpu: float, memo
         "MCP_AUDIT_LOG": env.audit_log,
     }
     variables = [EnvVar(k, v) for k, v in pinned.items() if v is not None]
-    variables += [EnvVar("SKR_KEY_NAME", None, pinned=False), EnvVar("IDENTITY_CLIENT_ID", None, pinned=False)]
+    variables += [EnvVar("SKR_KEY_NAME", None, pinned=False), EnvVar("IDENTITY_CLIENT_ID", None, pinned=False),
+                  # One audit chain per replica: two writers on one chain are refused (fail closed), so each
+                  # group gets its own prefix; wildcarded so that every replica shares one policy and hostdata.
+                  EnvVar(AUDIT_PREFIX_VAR, None, pinned=False)]
     return ContainerSpec("mcp-server", image_ref, tuple(command or APP_COMMAND), tuple(variables), (APP_PORT,),
                          cpu, memory_gb)
 

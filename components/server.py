@@ -17,7 +17,14 @@ import pulumi
 from pulumi import ComponentResource, Output, ResourceOptions
 from pulumi_azure_native import containerinstance
 
-from components.containers import APP_PORT, GroupSpec, container_args
+from components.containers import APP_PORT, AUDIT_PREFIX_VAR, GroupSpec, container_args
+
+
+def _replica(group: GroupSpec, dns_label_prefix: str, index: int) -> GroupSpec:
+    """The group as replica `index` runs it: its own audit chain prefix, when the spec leaves one open."""
+    if AUDIT_PREFIX_VAR in group.wildcard_names:
+        return group.bind({AUDIT_PREFIX_VAR: f"{dns_label_prefix}-{index}"})
+    return group
 
 
 def mcp_url(fqdn: str) -> str:
@@ -69,7 +76,6 @@ class ConfidentialServer(ComponentResource):
     def __init__(self, name: str, args: ConfidentialServerArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("mcptee:server:ConfidentialServer", name, {}, opts)
         child_opts = ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        containers = [container_args(c) for c in args.group.containers]
         groups = [
             containerinstance.ContainerGroup(
                 f"{name}-{index}",
@@ -83,7 +89,7 @@ class ConfidentialServer(ComponentResource):
                     user_assigned_identities=[args.identity_id]),
                 image_registry_credentials=[containerinstance.ImageRegistryCredentialArgs(
                     server=args.registry_login_server, identity=args.identity_id)],
-                containers=containers,
+                containers=[container_args(c) for c in _replica(args.group, args.dns_label_prefix, index).containers],
                 os_type=containerinstance.OperatingSystemTypes.LINUX,
                 restart_policy=args.restart_policy,
                 ip_address=containerinstance.IpAddressArgs(

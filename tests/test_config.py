@@ -43,6 +43,7 @@ DEPLOYED_ENV = {
     "MCP_AUTH_JWKS_URL": "https://login.microsoftonline.com/tenant/discovery/keys",
     "MCP_AUTH_AUDIENCE": "https://contoso.onmicrosoft.com/mcp-tee-prod", "MCP_AUDIT_SINK": "blob",
     "MCP_AUDIT_BLOB_ACCOUNT_URL": "https://acct.blob.core.windows.net", "MCP_AUDIT_BLOB_CONTAINER": "audit",
+    "MCP_AUDIT_BLOB_PREFIX": "mcp-tee-prod-0",
 }
 
 

@@ -25,7 +25,7 @@ SPEC = GroupSpec((app_container("acr.azurecr.io/app@sha256:" + "1" * 64, ENV, cp
 
 class TestGroupSpec:
     def test_wildcards_are_key_name_and_client_id_only(self) -> None:
-        assert SPEC.wildcard_names == ("SKR_KEY_NAME", "IDENTITY_CLIENT_ID")
+        assert SPEC.wildcard_names == ("SKR_KEY_NAME", "IDENTITY_CLIENT_ID", "MCP_AUDIT_BLOB_PREFIX")
 
     def test_pinned_values_cannot_be_rebound(self) -> None:
         with pytest.raises(SpecError):
@@ -36,7 +36,7 @@ class TestGroupSpec:
             container_args(SPEC.containers[0])
 
     def test_bound_spec_renders(self) -> None:
-        bound = SPEC.bind({"SKR_KEY_NAME": "k", "IDENTITY_CLIENT_ID": "c"})
+        bound = SPEC.bind({"SKR_KEY_NAME": "k", "IDENTITY_CLIENT_ID": "c", "MCP_AUDIT_BLOB_PREFIX": "p"})
         args = container_args(bound.containers[0])
         assert {e.name: e.value for e in args.environment_variables}["SKR_KEY_NAME"] == "k"
 

@@ -147,7 +147,8 @@ class TestTemplateMatchesGroup:
     def test_only_key_name_and_client_id_are_wildcarded(self, stack_run: ProgramRun) -> None:
         (stdin,) = stack_run.confcom_stdin
         template = json.loads(stdin)
-        assert set(template["parameters"]) == {"containerGroupName", "SKR_KEY_NAME", "IDENTITY_CLIENT_ID"}
+        assert set(template["parameters"]) == {"containerGroupName", "SKR_KEY_NAME", "IDENTITY_CLIENT_ID",
+                                               "MCP_AUDIT_BLOB_PREFIX"}
         assert all("defaultValue" not in p for p in template["parameters"].values())
 
 
@@ -187,6 +188,13 @@ class TestConfidentialServer:
             assert env["IDENTITY_CLIENT_ID"]["value"] == uami.outputs["clientId"]
             assert env["AKV_ENDPOINT"]["value"] == vault_host
             assert env["MAA_ENDPOINT"]["value"] == stack_run.stack_outputs["maa_endpoint"]
+
+    def test_each_replica_writes_its_own_audit_chain(self, prod_run: ProgramRun) -> None:
+        """Two writers on one chain are refused, so a shared prefix would stop the second replica."""
+        groups = prod_run.of_type(GROUP)
+        prefixes = [{e["name"]: e["value"] for e in app_container(g)["environmentVariables"]}["MCP_AUDIT_BLOB_PREFIX"]
+                    for g in groups]
+        assert len(groups) >= 2 and len(set(prefixes)) == len(groups)
 
     def test_the_app_gets_exactly_the_variables_it_refuses_to_start_without(self, stack_run: ProgramRun) -> None:
         for group in stack_run.of_type(GROUP):
