@@ -36,6 +36,7 @@ Example (FastMCP)::
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, NoReturn
@@ -178,13 +179,14 @@ async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationRe
     nonce = b64url(secrets.token_bytes(NONCE_BYTES))
     try:
         async with pinned_async_client(pin, timeout=timeout_s) as http:
-            response = await http.get(attestation_url(url, nonce))
+            async with http.stream("GET", attestation_url(url, nonce)) as response:
+                status, body = response.status_code, await _read_capped(response, MAX_EVIDENCE_BYTES)
     except httpx2.HTTPError as exc:
         if pin_refusal(exc) is not None:
             _fail(report, f"the server changed its TLS key during verification ({exc})")
         report.failed("connect", f"could not reach the attestation route ({type(exc).__name__})")
         raise VerificationFailed(report) from None
-    evidence = _evidence(report, response)
+    evidence = _evidence(report, status, body)
     token, runtime = evidence["token"], evidence["runtime"]
     claims = await asyncio.to_thread(_verify, report, trust, token, nonce, runtime, clock)
     report.hostdata, report.issuer, report.expires_at = (claims.get("x-ms-sevsnpvm-hostdata"), claims.get("iss"),
@@ -202,15 +204,25 @@ def _fail(report: VerificationReport, detail: str) -> NoReturn:
     raise ChannelNotAttested(detail, report)
 
 
-def _evidence(report: VerificationReport, response: httpx2.Response) -> dict[str, Any]:
+async def _read_capped(response: httpx2.Response, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes: an unverified server cannot make us buffer more."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _evidence(report: VerificationReport, status: int, raw: bytes | None) -> dict[str, Any]:
     body: Any = None
-    if response.status_code == 200 and len(response.content) <= MAX_EVIDENCE_BYTES:
+    if status == 200 and raw is not None:
         try:
-            body = response.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
     if not (isinstance(body, dict) and isinstance(body.get("token"), str) and isinstance(body.get("runtime"), dict)):
-        report.failed("attestation_route", f"no attestation evidence (HTTP {response.status_code})")
+        report.failed("attestation_route", f"no attestation evidence (HTTP {status})")
         raise VerificationFailed(report)
     report.passed("attestation_route", "evidence received before any credential was sent")
     return body
