@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mcp_types as mt
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
 
 from app.auth.principal import PrincipalProvider
@@ -26,6 +26,7 @@ from app.delegation.errors import reject
 from app.delegation.rights import NON_DELEGABLE_TOOLS
 from app.errors import CapabilityDenied
 from app.guards.sql_relations import relations_read
+from app.middleware.dispatch import TypedMiddleware
 
 # Tool arguments that become request facts, by argument name.
 SQL_ARGUMENT = "sql"
@@ -49,7 +50,7 @@ def call_facts(tool: str, arguments: Mapping[str, Any], schema: Mapping[str, Any
                      max_rows=max_rows, channel=channel)
 
 
-class DelegationMiddleware(Middleware):
+class DelegationMiddleware(TypedMiddleware):
     """Enforces capability tokens on top of the capability policy.
 
     Args:

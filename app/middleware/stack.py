@@ -16,6 +16,7 @@ from app.middleware.audit_backpressure import AuditBackpressureMiddleware
 from app.middleware.breakers import BreakerMiddleware, Breakers
 from app.middleware.confirmation import DEFAULT_CONFIRMATION_TIMEOUT_S, ConfirmationMiddleware
 from app.middleware.delegation import DelegationMiddleware
+from app.middleware.dispatch import LayerPipeline
 from app.middleware.error_handling import ErrorBoundaryMiddleware
 from app.middleware.quotas import QuotaMiddleware, RateLimiter, UpstreamSlots
 from app.middleware.refusals import RefusalBudgetMiddleware, RefusalLedger
@@ -40,6 +41,7 @@ def build_middleware(
     confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
     delegation: CapabilityGate | None = None,
     audit_gate: AuditBackpressureMiddleware | None = None,
+    telemetry: bool = False,
 ) -> list[Middleware]:
     """The whole chain, outermost first: error boundary → telemetry → audit backpressure → audit → refusal
     budget → scopes → delegation → confirmation → quotas → breakers → untrusted-output marking → tool.
@@ -58,6 +60,10 @@ def build_middleware(
     really reach the upstream count toward its health. Untrusted marking sits next to the tool, so
     every layer above sees the result exactly as the caller will.
 
+    The telemetry layer is there only when `telemetry` is on (an exporter is configured): with
+    nothing to export, its attributes and metrics would be computed for nobody on every call. The
+    layers run as one `LayerPipeline`, so FastMCP dispatches one middleware, not eleven.
+
     Example:
         >>> middleware = build_middleware(policy, TOOL_SPECS, audit=log, redactor=redactor,
         ...     breakers=Breakers(policy.upstreams), principals=PrincipalProvider(auth_enabled=False))
@@ -67,9 +73,9 @@ def build_middleware(
     confirmed = {name for name, tool in policy.tools.items() if tool.confirm}
     previews = {spec.name: spec.confirmation_preview for spec in specs if spec.confirmation_preview is not None}
     untrusted = frozenset(spec.name for spec in specs if spec.untrusted_output)
-    return [
+    return [LayerPipeline([
         ErrorBoundaryMiddleware(untrusted, redactor),
-        TelemetryMiddleware(instruments(), principals),
+        *([TelemetryMiddleware(instruments(), principals)] if telemetry else []),
         audit_gate or AuditBackpressureMiddleware(audit, principals),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
@@ -80,4 +86,4 @@ def build_middleware(
         QuotaMiddleware(policy, principals, limiter=quotas, slots=slots),
         BreakerMiddleware(policy, breakers),
         UntrustedOutputMiddleware(untrusted),
-    ]
+    ])]

@@ -95,7 +95,7 @@ class AssembledServer:
             auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
             verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
             app = protect_app(app, auth, verifier, on_refusal=self._record_refusal)
-        return TraceContextMiddleware(app)
+        return TraceContextMiddleware(app) if self.telemetry is not None else app
 
     def _record_refusal(self, refusal: HttpRefusal) -> None:
         record_http_refusal(self.audit, self.redactor, refusal)
@@ -226,7 +226,8 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     audit.before_close(audit_gate.flush)  # refusals counted while the store was down, before the final checkpoint
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s,
-                                  delegation=CapabilityGate(state.delegation.ledger), audit_gate=audit_gate)
+                                  delegation=CapabilityGate(state.delegation.ledger), audit_gate=audit_gate,
+                                  telemetry=telemetry is not None)
     mcp = build_mcp(state, specs, middleware=middleware)
     if isinstance(state.attestation, TeeAttestation):
         serve_attested_channel(mcp, state.attestation, settings)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import fastmcp
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -130,11 +131,16 @@ def configure_telemetry(plan: TelemetryPlan, redactor: Redactor,
                         env: Mapping[str, str] | None = None) -> TelemetryHandle | None:
     """Install global providers for the planned signals (`plan_telemetry`); None when telemetry is off.
 
+    With telemetry off, FastMCP's own instrumentation is switched off too (`telemetry_mode="off"`).
+
     Example:
         >>> handle = configure_telemetry(settings.telemetry, redactor)  # exporters read os.environ
         >>> ...; handle and handle.shutdown()
     """
     env = os.environ if env is None else env
+    # FastMCP's own spans and trace-context handling run on every request; with no exporter they
+    # would serve nobody, so they are off unless an exporter is configured.
+    fastmcp.settings.telemetry_mode = "native" if plan.enabled else "off"
     if not plan.enabled:
         return None
     for value in header_secrets(env):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastmcp import Client, FastMCP
 
-from app.middleware.dispatch import TypedMiddleware
+import pytest
+
+from app.middleware.dispatch import LayerPipeline, TypedMiddleware
 
 
 class Recorder(TypedMiddleware):
@@ -71,3 +73,29 @@ class TestGenericHooksAreNeverSkipped:
         async with Client(server(recorder)) as client:
             await client.call_tool("shown", {"text": "hi"})
         assert "request tools/call" in recorder.seen and "call shown" in recorder.seen
+
+
+class Named(TypedMiddleware):
+    def __init__(self, name: str, order: list[str]) -> None:
+        self.name = name
+        self.order = order
+
+    async def on_call_tool(self, context, call_next):
+        self.order.append(self.name)
+        return await call_next(context)
+
+
+class TestLayerPipeline:
+    async def test_the_layers_run_as_one_middleware_in_order_each_hook_once(self):
+        order: list[str] = []
+        recorder = Recorder()
+        pipeline = LayerPipeline([Named("outer", order), recorder, Named("inner", order)])
+        async with Client(server(pipeline)) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            result = await client.call_tool("shown", {"text": "hi"})
+        assert names == {"shown"} and result.data == "hi"
+        assert order == ["outer", "inner"] and recorder.seen == ["list", "call shown"]
+
+    def test_a_layer_with_a_generic_hook_is_refused_rather_than_skipped(self):
+        with pytest.raises(TypeError, match="GenericRecorder"):
+            LayerPipeline([Recorder(), GenericRecorder()])

@@ -53,3 +53,22 @@ class TestHeaderValuesAreSecrets:
         redactor = Redactor(header_secrets(env))
         text = redactor.redact_text("k3y-canary-123 tenant one Basic c2VjcmV0OnBhc3N3b3Jk")
         assert "k3y-canary-123" not in text and "tenant one" not in text and "c2VjcmV0" not in text
+
+
+class TestOffCostsNothing:
+    def test_with_telemetry_off_fastmcps_own_spans_are_off_too(self, monkeypatch):
+        import fastmcp
+
+        from app.telemetry.setup import configure_telemetry
+
+        monkeypatch.setattr(fastmcp.settings, "telemetry_mode", "native")
+        assert configure_telemetry(TelemetryPlan(False, False), Redactor(), env={}) is None
+        assert fastmcp.settings.telemetry_mode == "off"
+
+    def test_with_telemetry_off_the_chain_has_no_telemetry_layer(self, tmp_path):
+        from app.middleware.telemetry import TelemetryMiddleware
+        from tests.support.stack import Stack
+
+        stack = Stack(tmp_path)
+        layers = [layer for pipeline in stack.server.middleware for layer in getattr(pipeline, "layers", ())]
+        assert layers and not any(isinstance(layer, TelemetryMiddleware) for layer in layers)
