@@ -6,8 +6,9 @@ previous line's bytes), so any change breaks the chain at the next line. Every `
 records, and at shutdown, a checkpoint line signs `(seq, prev)` with a key only this process holds
 (in TEE mode, attestation-released material), so nobody can rebuild a consistent chain after an
 edit. The shutdown checkpoint is marked `final`; a log that does not end with one was truncated or
-its writer crashed. Records are hashed on the caller's thread (cheap) and written by a background
-thread, so a slow disk never blocks a tool call; `close()` drains and fsyncs everything.
+its writer crashed. The caller's thread only stamps the time and enqueues a record; one background
+thread chains, serialises, signs and writes, in append order, so neither the hashing nor a slow
+disk is on a tool call's path; `close()` drains and fsyncs everything.
 
 A writer that dies mid-write leaves a torn last line (or, from an older writer, one longer than
 `MAX_RECORD_BYTES`). Start-up then cuts the file back to the last valid record and says so in the
@@ -17,12 +18,14 @@ record before it is not valid either, the log is damaged, not torn, and start-up
 
 The chain alone cannot show that a log was cut back to an earlier run's final checkpoint: what is
 left is intact and ends signed, and in TEE mode every run signs with the same key. So `signed_head`
-writes a checkpoint on demand and returns it (`attestation_status` reports it); an auditor who
-keeps the latest such head outside the host can later demand it with `audit verify --expect-head`.
+returns a signed checkpoint, written on demand unless one is recent enough (`attestation_status`
+reports one at most a second old); an auditor who keeps the latest such head outside the host can
+later demand it with `audit verify --expect-head`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -30,6 +33,8 @@ import os
 import queue
 import sys
 import threading
+import time
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Protocol, TextIO
@@ -43,7 +48,11 @@ MAX_RECORD_BYTES = 1_048_576
 _SCAN_CHUNK = 65_536
 DEFAULT_CHECKPOINT_EVERY = 100
 STDOUT_SINK = "-"
-_STOP = object()
+WRITE_DELAY_S = 0.01
+# How long `signed_head` waits for the writer before it gives up.
+HEAD_TIMEOUT_S = 5.0
+# What the writer thread is asked to do, in queue order.
+_RECORD, _CHECKPOINT, _HEAD, _STOP = object(), object(), object(), object()
 
 
 def line_hash(line: bytes) -> str:
@@ -100,6 +109,7 @@ class AuditSigner:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
+        self._public_key_b64 = public_key_b64(private_key.public_key())
 
     def sign(self, message: bytes) -> str:
         """Standard base64 Ed25519 signature of `message`."""
@@ -107,7 +117,7 @@ class AuditSigner:
 
     def public_key_b64(self) -> str:
         """The public half, for `attestation_status` and the verifier."""
-        return public_key_b64(self._key.public_key())
+        return self._public_key_b64
 
 
 def _last_line_start(handle: BinaryIO, end: int) -> int:
@@ -181,6 +191,9 @@ def _chain_head(path: Path) -> tuple[int, str, dict[str, Any] | None]:
 class AuditLog:
     """Appends chained, periodically signed JSON lines to a file or stdout.
 
+    The caller's thread only stamps the time and enqueues; one writer thread chains, serialises,
+    hashes, signs and writes, in the order the records were appended.
+
     Args:
         sink: A file path, `-` for stdout (container logs), or an `AuditSink` (for example the blob store).
         signer: Signs checkpoints.
@@ -197,9 +210,10 @@ class AuditLog:
         self._signer = signer
         self._checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[object, float, Any]] = queue.SimpleQueue()
         self._closed = False
         self._since_checkpoint = 0
+        self._latest_head: tuple[float, dict[str, Any]] | None = None  # (monotonic time, head), set by the writer
         self._sink: AuditSink | None = None
         if not isinstance(sink, (str, Path)):
             self._sink = sink
@@ -217,40 +231,50 @@ class AuditLog:
             self._stream = path.open("a", encoding="utf-8")
             self._owns_stream = True
         self._before_close: list[Callable[[], None]] = []
-        self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
-        self._writer.start()
         opening: dict[str, Any] = {"type": "open", "key": signer.public_key_b64()}
         if recovered is not None:
             opening["recovered"] = recovered
-        with self._lock:
-            self._chain(opening)
+        self._queue.put((_RECORD, time.time(), opening))
+        self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
+        self._writer.start()
 
-    def signed_head(self) -> dict[str, Any]:
-        """Write a signed checkpoint now and return it as a head an auditor can keep: seq, line hash, record.
+    async def signed_head(self, max_age_s: float = 0.0) -> dict[str, Any]:
+        """A signed checkpoint an auditor can keep: seq, line hash, record; fresh unless one is `max_age_s` old.
+
+        A new checkpoint is returned only once its line is written.
 
         Example:
-            >>> head = log.signed_head()
+            >>> head = await log.signed_head()
             >>> f"{head['seq']}:{head['sha256']}"  # what `audit verify --expect-head` takes
         """
+        latest = self._latest_head
+        if latest is not None and time.monotonic() - latest[0] <= max_age_s:
+            return latest[1]
+        written: Future[dict[str, Any]] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("audit log is closed")
-            record = self._checkpoint(final=False)
-            return {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
+            self._queue.put((_HEAD, time.time(), written))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(written), HEAD_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise RuntimeError("the audit writer did not write a checkpoint in time") from None
 
     def before_close(self, callback: Callable[[], None]) -> None:
         """Run `callback` (which may still `append`) when `close()` starts, before the final checkpoint."""
         self._before_close.append(callback)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Chain and enqueue one record; returns at once (the disk write happens elsewhere)."""
+        """Enqueue one record for the writer; returns at once. The record must not change afterwards."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("audit log is closed")
-            self._chain(record)
+            stamp = time.time()
+            self._queue.put((_RECORD, stamp, record))
             self._since_checkpoint += 1
             if self._since_checkpoint >= self._checkpoint_every:
-                self._checkpoint(final=False)
+                self._since_checkpoint = 0
+                self._queue.put((_CHECKPOINT, stamp, False))
 
     def has_room(self) -> bool:
         """False while a shipping sink's buffer is full; files and stdout always have room."""
@@ -268,9 +292,9 @@ class AuditLog:
         with self._lock:
             if self._closed:
                 return
-            self._checkpoint(final=True)
             self._closed = True
-            self._queue.put(_STOP)
+            self._queue.put((_CHECKPOINT, time.time(), True))
+            self._queue.put((_STOP, 0.0, None))
         self._writer.join()
         if self._sink is not None:
             self._sink.close()
@@ -280,33 +304,53 @@ class AuditLog:
             os.fsync(self._stream.fileno())
             self._stream.close()
 
-    def _chain(self, record: dict[str, Any], *, signed: bool = False) -> dict[str, Any]:
-        stamped = {"seq": self._seq, "prev": self._prev,
-                   "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **record}
+    # Below here runs on the writer thread only: it alone touches `_seq` and `_prev`.
+
+    def _chain(self, record: dict[str, Any], stamp: float, *, signed: bool = False) -> tuple[str, dict[str, Any]]:
+        when = datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
+        stamped = {"seq": self._seq, "prev": self._prev, "time": when, **record}
         if signed:
             stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
-        line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=False, default=str)
+        try:
+            line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=False, default=str)
+        except (TypeError, ValueError) as exc:
+            # Never lose the slot silently: chain a record saying this one could not be written.
+            return self._chain({"type": "unwritable", "error": type(exc).__name__}, stamp)
         self._prev = line_hash(line.encode())
         self._seq += 1
-        self._queue.put(line)
-        return stamped
-
-    def _checkpoint(self, *, final: bool) -> dict[str, Any]:
-        self._since_checkpoint = 0
-        return self._chain({"type": "checkpoint", "final": final}, signed=True)
+        return line, stamped
 
     def _drain(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            # Take whatever else is waiting, so one flush covers a burst.
+            batch = [self._queue.get()]
+            if batch[0][0] is _RECORD:
+                time.sleep(WRITE_DELAY_S)
+            # Take whatever else is waiting, so one write covers a burst.
             while not self._queue.empty():
                 batch.append(self._queue.get())
-            lines = [line for line in batch if line is not _STOP]
+            lines: list[str] = []
+            heads: list[tuple[Future[dict[str, Any]], dict[str, Any]]] = []
+            stop = False
+            for kind, stamp, payload in batch:
+                if kind is _STOP:
+                    stop = True
+                elif kind is _RECORD:
+                    lines.append(self._chain(payload, stamp)[0])
+                else:
+                    final = kind is _CHECKPOINT and payload
+                    line, record = self._chain({"type": "checkpoint", "final": final}, stamp, signed=True)
+                    lines.append(line)
+                    head = {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
+                    self._latest_head = (time.monotonic(), head)
+                    if kind is _HEAD:
+                        heads.append((payload, head))
             if lines and self._sink is not None:
                 self._sink.write_lines(lines)
             elif lines:
                 self._stream.write("".join(f"{line}\n" for line in lines))
                 self._stream.flush()
-            if any(line is _STOP for line in batch):
+            for written, head in heads:
+                if not written.done():
+                    written.set_result(head)
+            if stop:
                 return

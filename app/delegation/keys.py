@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from biscuit_auth import Algorithm, KeyPair, PrivateKey, PublicKey
@@ -50,11 +51,11 @@ class CapabilityRoot:
         if self.source not in ROOT_KEY_SOURCES:
             raise ValueError(f"unknown capability root source {self.source!r}")
 
-    @property
+    @cached_property
     def public_key(self) -> PublicKey:
         return KeyPair.from_private_key(self.private_key).public_key
 
-    @property
+    @cached_property
     def public_key_b64(self) -> str:
         """Standard base64 of the raw 32-byte public key: what attestation binds as ``capability_pub``."""
         return public_key_b64(self.public_key)

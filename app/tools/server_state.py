@@ -48,8 +48,8 @@ class ServerState:
     disabled: dict[str, str] = field(default_factory=dict)
     attestation: AttestationProvider = field(default_factory=NotAttested)
     status_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
-    # Writes a signed audit checkpoint and returns it; only attestation_status calls it (it writes).
-    audit_head: Callable[[], dict[str, Any]] | None = None
+    # A signed audit checkpoint at most N seconds old (written if none is); only attestation_status asks.
+    audit_head: Callable[[float], Awaitable[dict[str, Any]]] | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     redactor: Redactor = field(default_factory=Redactor)  # layer-2 tokens are added to it

@@ -16,6 +16,9 @@ from app.tools.server_state import ServerState
 from app.wire.runtime_data import tools_digest
 
 NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
+# The audit head reported is at most this old: a fresh signed checkpoint per call would cost every
+# call a signature and a log line, and an auditor polls heads far less often than this.
+AUDIT_HEAD_MAX_AGE_S = 1.0
 
 
 def register(mcp: FastMCP, state: ServerState) -> None:
@@ -59,7 +62,7 @@ def register(mcp: FastMCP, state: ServerState) -> None:
         for extra in state.status_extras:
             report.update(extra())
         if state.audit_head is not None:
-            head = state.audit_head()
+            head = await state.audit_head(AUDIT_HEAD_MAX_AGE_S)
             # Keep this outside the host: `audit verify --expect-head SEQ:SHA256` then detects a cut-back log.
             report["audit_head"] = {**head, "expect_head": f"{head['seq']}:{head['sha256']}"}
         return report
