@@ -205,6 +205,7 @@ class BearerAuthApp:
         self._verifier = verifier
         self._settings = verifier.settings
         self._on_refusal = on_refusal
+        self._users: OrderedDict[tuple[str, str, frozenset[str]], AuthenticatedUser] = OrderedDict()
 
     def _challenge(self, error: str | None = None, description: str | None = None) -> str:
         parts = [f'resource_metadata="{self._settings.metadata_url}"',
@@ -266,10 +267,20 @@ class BearerAuthApp:
         # principal's session gets 404); it reads the caller from `scope["user"]`. No raw token here.
         # A sub-agent presenting a capability never shares its delegator's MCP session.
         client = principal.subject if principal.delegation is None else f"{principal.subject} via {principal.token_id}"
-        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=client, subject=principal.subject,
-                                                      scopes=sorted(principal.scopes),
-                                                      claims={"iss": self._settings.issuer}))
+        scope["user"] = self._user(client, principal)
         return None
+
+    def _user(self, client: str, principal: Principal) -> AuthenticatedUser:
+        """The SDK's view of the caller, built once per (client, subject, scopes) and reused."""
+        key = (client, principal.subject, principal.scopes)
+        user = self._users.get(key)
+        if user is None:
+            user = self._users[key] = AuthenticatedUser(AccessToken(
+                token="", client_id=client, subject=principal.subject, scopes=sorted(principal.scopes),
+                claims={"iss": self._settings.issuer}))
+            if len(self._users) > VERIFIED_CACHE_SIZE:
+                self._users.popitem(last=False)
+        return user
 
 
 def protect_app(app: ASGIApp, settings: AuthSettings, verifier: BearerTokenVerifier | None = None,
