@@ -34,6 +34,16 @@ CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # libpq keyword style: "host=db password=s3cret".
     (re.compile(r"(?i)\b(password\s*=\s*)('[^']*'|\S+)"), rf"\1{MARK}"),
 )
+
+
+def _scoped(pattern: re.Pattern[str]) -> str:
+    """The pattern as a group that keeps its own flags, so patterns can share one alternation."""
+    source = pattern.pattern
+    return f"(?i:{source[4:]})" if source.startswith("(?i)") else f"(?:{source})"
+
+
+# One search over all formats: most text holds none, and then no substitution runs at all.
+ANY_CREDENTIAL = re.compile("|".join(_scoped(pattern) for pattern, _ in CREDENTIAL_PATTERNS))
 # Mapping keys whose values are credentials whatever they look like.
 SENSITIVE_KEYS = frozenset({"authorization", "password", "passwd", "secret", "token", "access_token",
                             "refresh_token", "api_key", "apikey", "client_secret", "cookie"})
@@ -84,6 +94,8 @@ class Redactor:
         exact = self._exact
         if exact is not None:
             text = exact.sub(MARK, text)
+        if ANY_CREDENTIAL.search(text) is None:
+            return text
         for pattern, replacement in CREDENTIAL_PATTERNS:
             text = pattern.sub(replacement, text)
         return text

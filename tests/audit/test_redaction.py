@@ -27,6 +27,7 @@ class TestCredentialPatterns:
         ("postgresql://app:S3cr3t!pw@db.internal:5432/prod", "S3cr3t!pw"),
         ("postgres://app:S3cr3t!pw@db/prod", "S3cr3t!pw"),
         ("host=db user=app password=S3cr3t!pw dbname=prod", "S3cr3t!pw"),
+        ("HOST=db PASSWORD=S3cr3t!pw", "S3cr3t!pw"),  # the one-pass pre-check keeps each pattern's flags
         ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
         ("authorization=Bearer opaque-token-value", "opaque-token-value"),
         ("sent with Bearer opaque.token-value", "opaque.token-value"),
