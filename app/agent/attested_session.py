@@ -10,10 +10,12 @@ token on that pinned channel only, on the same MCP session the tools will run on
 
 1. lists the tools and digests them (``runtime_data.tools_digest``);
 2. sends a fresh 32-byte nonce to ``attestation_status``;
-3. verifies the MAA token against the issuer and hostdata *we* trust (never
-   ones the server names), then checks that the signed ``x-ms-runtime`` binds
-   our nonce, the ``session_pub`` the response advertised, our digest, and
-   the pinned TLS key.
+3. checks the answer with :func:`app.agent.checks.check_status`, the same
+   rules :meth:`AttestedChannel.verify_status` applies: the MAA token verifies
+   against the issuer and hostdata *we* trust (never ones the server names),
+   and the signed ``x-ms-runtime`` is the runtime data in the answer and binds
+   our nonce, a session key, our digest, the advertised audit and capability
+   keys, and the pinned TLS key.
 
 Until that succeeds every call raises :class:`NotVerified`. Verification goes
 stale, and is redone before the next call, when the server's session id
@@ -24,7 +26,6 @@ changes or the token expires. Layer-2 credentials are sealed only to the
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 from contextlib import AsyncExitStack
@@ -37,33 +38,25 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from app.agent.delegation import (CapabilityNotAttested, MintedCapability, MintRefused, chain_to,
-                                  check_capability_key, minted_from)
-from app.agent.channel import CHANNEL_CHECK, AttestedChannel, attest_channel, check_trusted_issuer
-from app.agent.errors import (ChannelNotAttested, CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged,
-                              VerificationFailed)
-from app.agent.report import NOT_ATTESTED, VerificationReport, transport_warnings
+from app.agent.checks import check_status, refuse
+from app.agent.delegation import CapabilityNotAttested, MintedCapability, MintRefused, chain_to, minted_from
+from app.agent.channel import AttestedChannel, attest_channel
+from app.agent.errors import ChannelNotAttested, CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged
+from app.agent.report import VerificationReport, transport_warnings
 from app.agent.trust import TrustPolicy
-from app.wire.runtime_data import b64url, b64url_decode, tools_digest
+from app.wire.runtime_data import b64url, tools_digest
 from app.wire.session_seal import seal_to_session
-from app.attestation.verifier import check_maa_token, verify_maa_token
 from app.wire.credentials import DEFAULT_CREDENTIAL_TTL_S, credential_payload
 from app.wire.capability_token import is_capability
 from app.urls import is_loopback_host
-from app.wire.tls_binding import TLS_SPKI_FIELD
 
 ATTESTATION_TOOL = "attestation_status"
 CREDENTIALS_TOOL = "provide_session_credentials"
 MINT_TOOL = "mint_capability"
 NONCE_BYTES = 32
 SESSION_ID_HEADER = "mcp-session-id"
-X25519_PUBLIC_KEY_BYTES = 32
 MAX_ERROR_CHARS = 300
 DEFAULT_TIMEOUT_S = 30.0
-
-
-class _CheckFailed(Exception):
-    """Internal: a check failed and is already in the report."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,12 @@ class AttestedSession:
     # -- verification -------------------------------------------------------------------------
 
     async def verify(self) -> VerificationReport:
-        """Run every check on this session; raise :class:`VerificationFailed` (with the report) on any failure."""
+        """Run every check on this session and return the report.
+
+        Raises:
+            VerificationFailed: a check failed (``report`` names it; :attr:`report` is the same).
+            ChannelNotAttested: the answer binds another TLS key than the pinned one, or nothing is pinned.
+        """
         if self._session is None:
             raise NotVerified("not connected: use `async with AttestedSession(...)`")
         async with self._lock:
@@ -201,13 +199,8 @@ class AttestedSession:
                 report.checks.extend(self.channel.report.checks)
             server = self._init.server_info if self._init else None
             report.passed("connect", f"{server.name} {server.version}" if server else "initialized")
-            try:
-                self._verified = await self._run_checks(report)
-            except _CheckFailed:
-                pass
             self.report = report
-        if self._verified is None:
-            raise VerificationFailed(report)
+            self._verified = await self._run_checks(report)
         return report
 
     async def _list_all_tools(self) -> list[types.Tool]:
@@ -221,115 +214,21 @@ class AttestedSession:
             if not cursor:
                 return tools
 
-    async def _attestation(self, report: VerificationReport, nonce: str) -> Mapping[str, Any]:
-        result = await self._session.call_tool(ATTESTATION_TOOL, {"nonce": nonce})
-        status = result.structured_content if not result.is_error else None
-        if not isinstance(status, Mapping):
-            report.failed(ATTESTATION_TOOL, _text_of(result) or "no structured status in the answer")
-            raise _CheckFailed
-        attestation = status.get("attestation")
-        if status.get("running_in_tee") is not True or not isinstance(attestation, Mapping):
-            report.attested = False
-            report.failed("tee_mode", f"{NOT_ATTESTED}: the server reports no TEE evidence")
-            raise _CheckFailed
-        report.passed("tee_mode", f"{status.get('tee_type', 'tee')}")
-        if not isinstance(attestation.get("token"), str) or not isinstance(attestation.get("runtime"), Mapping):
-            report.failed(ATTESTATION_TOOL, "attestation carries no token or runtime data")
-            raise _CheckFailed
-        return {**attestation, "audit_public_key": status.get("audit_public_key"),
-                "capability_public_key": status.get("capability_public_key")}
-
-    def _check_issuer(self, report: VerificationReport, token: str) -> None:
-        if not check_trusted_issuer(report, self.trust, token):
-            raise _CheckFailed
-
-    def _verify_token(self, token: str, nonce: str) -> tuple[list[Any], dict[str, Any] | None]:
-        """Blocking (JWKS fetch): the per-check results, and the claims when every check passed."""
-        options = dict(issuer=self.trust.issuer, expected_hostdata=self.trust.expected_hostdata, nonce=nonce,
-                       leeway=self.trust.leeway_s, now=self._clock())
-        results = [result for result in check_maa_token(token, **options) if not result.skipped]
-        if not all(result.ok for result in results):
-            return results, None
-        return results, verify_maa_token(token, **options)
-
     async def _run_checks(self, report: VerificationReport) -> _Verified:
         tools = await self._list_all_tools()
         digest = tools_digest(tools)
         report.tools = sorted(tool.name for tool in tools)
         nonce = b64url(secrets.token_bytes(NONCE_BYTES))
-        attestation = await self._attestation(report, nonce)
-        token = attestation["token"]
-        self._check_issuer(report, token)
-        results, claims = await asyncio.to_thread(self._verify_token, token, nonce)
-        for result in results:
-            (report.passed if result.ok else report.failed)(result.check, result.detail)
-        if claims is None:
-            raise _CheckFailed
-        report.hostdata = claims.get("x-ms-sevsnpvm-hostdata")
-        report.issuer = claims.get("iss")
-        report.expires_at = int(claims["exp"])
-        signed = claims["x-ms-runtime"]
-        session_pub = self._check_session_pub(report, signed, attestation["runtime"])
-        self._check_tools_digest(report, signed, digest)
-        self._check_audit_key(report, signed, attestation.get("audit_public_key"))
+        result = await self._session.call_tool(ATTESTATION_TOOL, {"nonce": nonce})
+        if result.is_error:
+            refuse(report, ATTESTATION_TOOL, _text_of(result) or "the server refused the call")
         presented = self._bearer_token if self._bearer_token and is_capability(self._bearer_token) else None
-        if not check_capability_key(report, signed, attestation.get("capability_public_key"), presented):
-            raise _CheckFailed
-        self._check_channel(report, signed)
-        return _Verified(session_id=self._latest_session_id, session_pub=session_pub, tools_digest=digest,
-                         tool_names=frozenset(report.tools), expires_at=float(claims["exp"]),
-                         capability_pub=report.capability_public_key)
-
-    def _check_audit_key(self, report: VerificationReport, signed: Mapping[str, Any], advertised: Any) -> None:
-        """The audit log's verification key must come from the signed evidence, not an unsigned field."""
-        signed_key = signed.get("audit_pub")
-        if not isinstance(signed_key, str) or not signed_key:
-            report.failed("audit_key", "the token binds no audit-signing key")
-            raise _CheckFailed
-        if advertised != signed_key:
-            report.failed("audit_key", "the audit key the server advertises is not the one the token binds")
-            raise _CheckFailed
-        report.audit_public_key = signed_key
-        report.passed("audit_key", f"audit checkpoints are signed by {signed_key[:16]}… (bound into the attestation)")
-
-    def _check_channel(self, report: VerificationReport, signed: Mapping[str, Any]) -> None:
-        """Last, after the content checks: this session's token must bind the pinned TLS key too."""
-        if self.channel is None:
-            report.failed(CHANNEL_CHECK, "plain HTTP: nothing binds this connection to the TEE; use https://")
-            raise _CheckFailed
-        bound = signed.get(TLS_SPKI_FIELD)
-        if not isinstance(bound, str) or not hmac.compare_digest(bound, self.channel.spki_sha256):
-            report.failed(CHANNEL_CHECK, "this session's attestation binds another TLS key than the pinned one")
-            raise _CheckFailed
-        report.tls_spki_sha256 = bound
-        report.passed(CHANNEL_CHECK, "this session's attestation binds the pinned TLS key")
-
-    def _check_session_pub(self, report: VerificationReport, signed: Mapping[str, Any],
-                           advertised: Mapping[str, Any]) -> str:
-        signed_pub, advertised_pub = signed.get("session_pub"), advertised.get("session_pub")
-        try:
-            well_formed = len(b64url_decode(signed_pub)) == X25519_PUBLIC_KEY_BYTES
-        except (TypeError, ValueError):
-            well_formed = False
-        if not well_formed:
-            report.failed("session_pub", "the token binds no X25519 session key")
-            raise _CheckFailed
-        if not isinstance(advertised_pub, str) or not hmac.compare_digest(signed_pub, advertised_pub):
-            report.failed("session_pub", "the session key in the response is not the one the token binds "
-                                         "(altered in transit?)")
-            raise _CheckFailed
-        report.session_pub = signed_pub
-        report.passed("session_pub", "the signed runtime data binds this session's key")
-        return signed_pub
-
-    def _check_tools_digest(self, report: VerificationReport, signed: Mapping[str, Any], digest: str) -> None:
-        signed_digest = signed.get("tools_digest")
-        if not isinstance(signed_digest, str) or not hmac.compare_digest(signed_digest, digest):
-            report.failed("tools_digest", "the attested tool list differs from the tools/list this client "
-                                          "received (a tool was added or changed)")
-            raise _CheckFailed
-        report.tools_digest = digest
-        report.passed("tools_digest", f"{len(report.tools)} tools, sha256 {digest[:16]}…")
+        verified = await check_status(report, result.structured_content, nonce, trust=self.trust,
+                                      pinned_spki=self.channel.pinned_spki if self.channel else None,
+                                      tools_digest=digest, presented_capability=presented, now=self._clock())
+        return _Verified(session_id=self._latest_session_id, session_pub=verified.session_pub, tools_digest=digest,
+                         tool_names=frozenset(report.tools), expires_at=float(verified.expires_at),
+                         capability_pub=verified.capability_pub)
 
     # -- the verified surface -----------------------------------------------------------------
 

@@ -39,27 +39,22 @@ import asyncio
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, NoReturn
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-import jwt
 
-from app.agent.errors import ChannelNotAttested, VerificationFailed
+from app.agent.checks import CHANNEL_CHECK, check_status, refuse, verify_token
+from app.agent.errors import ChannelNotAttested
 from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client
 from app.agent.report import VerificationReport
 from app.agent.trust import TrustPolicy
-from app.attestation.errors import UntrustedIssuerUrl
-from app.attestation.maa_keys import require_trusted_url
-from app.attestation.verifier import check_maa_token, verify_maa_token
-from app.urls import same_url
 from app.wire.runtime_data import b64url, tools_digest
 from app.wire.tls_binding import ATTESTATION_ROUTE, CHANNEL_META_KEY, TLS_SPKI_FIELD
 
 NONCE_BYTES = 32
 DEFAULT_TIMEOUT_S = 30.0
 MAX_EVIDENCE_BYTES = 64 * 1024
-CHANNEL_CHECK = "tls_channel"
 RESTART_NOTE = "pinned for this process; a server restart means a new key and a new verification"
 
 
@@ -108,35 +103,30 @@ class AttestedChannel:
 
         return factory
 
+    @property
+    def pinned_spki(self) -> str | None:
+        """The pinned key's hash once a verified token confirmed it; None before."""
+        return self.pin.spki_sha256 if self.pin.confirmed else None
+
     async def verify_status(self, status: Mapping[str, Any], nonce: str, *,
                             tools: Iterable[Any] | None = None) -> SessionBinding:
         """Check an ``attestation_status(nonce)`` answer received on this channel; return what it binds.
 
         The MCP-level counterpart of the route check, for clients that drive MCP themselves (FastMCP's
-        ``Client``, the official client on 2026-07-28): the token must verify against *our* trust, bind our
-        nonce, the pinned TLS key, the session key the answer advertises and, with ``tools``, our tool list.
+        ``Client``, the official client on 2026-07-28). It runs the same rules as :class:`AttestedSession`
+        (:func:`app.agent.checks.check_status`): the token must verify against *our* trust and bind our nonce,
+        the session key, audit key and capability key the answer advertises, the pinned TLS key and, with
+        ``tools``, the tool list this client received. Pass ``tools``: without it the tool list is not bound.
 
         Raises:
             VerificationFailed: a check failed (``report`` names it).
             ChannelNotAttested: the token binds another TLS key than the pinned one.
         """
-        report = VerificationReport(url=self.url)
-        attestation = status.get("attestation") if status.get("running_in_tee") is True else None
-        if not isinstance(attestation, Mapping) or not isinstance(attestation.get("token"), str):
-            report.failed("tee_mode", "the answer carries no TEE evidence")
-            raise VerificationFailed(report)
-        claims = await asyncio.to_thread(_verify, report, self.trust, attestation["token"], nonce,
-                                         attestation.get("runtime") or {}, None)
-        signed = claims["x-ms-runtime"]
-        if signed.get(TLS_SPKI_FIELD) != self.spki_sha256:
-            _fail(report, "this answer's attestation binds another TLS key than the pinned one")
-        if tools is not None and signed.get("tools_digest") != tools_digest(tools):
-            report.failed("tools_digest", "the attested tool list differs from the one this client received")
-            raise VerificationFailed(report)
-        if not isinstance(signed.get("session_pub"), str):
-            report.failed("session_pub", "the token binds no session key")
-            raise VerificationFailed(report)
-        return SessionBinding(session_pub=signed["session_pub"], channel=status.get("channel"))
+        report = VerificationReport(url=self.url, warnings=[w for w in (self.trust.warning,) if w])
+        verified = await check_status(report, status, nonce, trust=self.trust, pinned_spki=self.pinned_spki,
+                                      tools_digest=tools_digest(tools) if tools is not None else None,
+                                      presented_capability=None)
+        return SessionBinding(session_pub=verified.session_pub, channel=status.get("channel"))
 
 
 @dataclass(frozen=True)
@@ -174,7 +164,8 @@ async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationRe
     """
     report = report or VerificationReport(url=url, warnings=[w for w in (trust.warning,) if w])
     if urlsplit(url).scheme != "https":
-        _fail(report, "plain HTTP: nothing can bind this connection to the TEE; use the server's https:// URL")
+        refuse(report, CHANNEL_CHECK, "plain HTTP: nothing can bind this connection to the TEE; "
+                                      "use the server's https:// URL")
     pin = ChannelPin()  # capture mode: the key of the first handshake, every later one must match
     nonce = b64url(secrets.token_bytes(NONCE_BYTES))
     try:
@@ -183,25 +174,17 @@ async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationRe
                 status, body = response.status_code, await _read_capped(response, MAX_EVIDENCE_BYTES)
     except httpx2.HTTPError as exc:
         if pin_refusal(exc) is not None:
-            _fail(report, f"the server changed its TLS key during verification ({exc})")
-        report.failed("connect", f"could not reach the attestation route ({type(exc).__name__})")
-        raise VerificationFailed(report) from None
+            refuse(report, CHANNEL_CHECK, f"the server changed its TLS key during verification ({exc})")
+        refuse(report, "connect", f"could not reach the attestation route ({type(exc).__name__})")
     evidence = _evidence(report, status, body)
-    token, runtime = evidence["token"], evidence["runtime"]
-    claims = await asyncio.to_thread(_verify, report, trust, token, nonce, runtime, clock)
-    report.hostdata, report.issuer, report.expires_at = (claims.get("x-ms-sevsnpvm-hostdata"), claims.get("iss"),
-                                                         int(claims["exp"]))
+    claims = await asyncio.to_thread(verify_token, report, trust, evidence["token"], nonce=nonce,
+                                     runtime=evidence["runtime"], now=clock() if clock else None)
     try:
         pin.confirm(claims["x-ms-runtime"].get(TLS_SPKI_FIELD))
     except ChannelNotAttested as exc:
-        _fail(report, str(exc))
+        refuse(report, CHANNEL_CHECK, str(exc))
     report.passed(CHANNEL_CHECK, f"TLS key sha256 {pin.spki_sha256[:16]}… is the attested key ({RESTART_NOTE})")
     return AttestedChannel(url, trust, pin, claims["x-ms-runtime"], claims, report)
-
-
-def _fail(report: VerificationReport, detail: str) -> NoReturn:
-    report.failed(CHANNEL_CHECK, f"ChannelNotAttested: {detail}")
-    raise ChannelNotAttested(detail, report)
 
 
 async def _read_capped(response: httpx2.Response, limit: int) -> bytes | None:
@@ -222,54 +205,6 @@ def _evidence(report: VerificationReport, status: int, raw: bytes | None) -> dic
         except ValueError:
             body = None
     if not (isinstance(body, dict) and isinstance(body.get("token"), str) and isinstance(body.get("runtime"), dict)):
-        report.failed("attestation_route", f"no attestation evidence (HTTP {status})")
-        raise VerificationFailed(report)
+        refuse(report, "attestation_route", f"no attestation evidence (HTTP {status})")
     report.passed("attestation_route", "evidence received before any credential was sent")
     return body
-
-
-def _verify(report: VerificationReport, trust: TrustPolicy, token: str, nonce: str, runtime: Mapping[str, Any],
-            clock: Callable[[], float] | None) -> dict[str, Any]:
-    """Issuer, signature, hostdata, nonce, lifetime, runtime JSON and report data; every check lands in ``report``."""
-    if not check_trusted_issuer(report, trust, token):
-        raise VerificationFailed(report)
-    options = dict(issuer=trust.issuer, expected_hostdata=trust.expected_hostdata, nonce=nonce,
-                   expected_runtime=runtime, leeway=trust.leeway_s, now=clock() if clock else None)
-    results = [result for result in check_maa_token(token, **options) if not result.skipped]
-    for result in results:
-        (report.passed if result.ok else report.failed)(result.check, result.detail)
-    if not results or not all(result.ok for result in results):
-        raise VerificationFailed(report)
-    return verify_maa_token(token, **options)
-
-
-def check_trusted_issuer(report: VerificationReport, trust: TrustPolicy, token: str) -> bool:
-    """Is the token from the issuer *we* trust? Explains an emulator token met without ``--trust-dev-issuer``."""
-    issuer = _unverified_issuer(token)
-    if issuer is not None and same_url(issuer, trust.issuer):
-        report.passed("trusted_issuer", trust.issuer + (" (development issuer, NOT A TEE)" if trust.dev_issuer else ""))
-        return True
-    if issuer is not None and _is_dev_issuer(issuer) and not trust.dev_issuer:
-        report.failed("trusted_issuer", f"the token comes from development issuer {issuer} (the emulator, NOT A TEE); "
-                                        "refusing it without --trust-dev-issuer")
-    else:
-        report.failed("trusted_issuer", f"the token's issuer {str(issuer)[:100]} is not the trusted {trust.issuer}")
-    return False
-
-
-def _unverified_issuer(token: str) -> str | None:
-    """The token's ``iss`` before verification: only to explain a refusal, never to decide trust."""
-    try:
-        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-    except jwt.PyJWTError:
-        return None
-    return issuer if isinstance(issuer, str) else None
-
-
-def _is_dev_issuer(url: str) -> bool:
-    """An http issuer that the URL rules accept can only be a loopback one: the emulator."""
-    try:
-        require_trusted_url(url, "issuer")
-    except UntrustedIssuerUrl:
-        return False
-    return urlsplit(url).scheme == "http"

@@ -39,7 +39,10 @@ class CredentialRefused(AgentError):
 
 
 class ChannelNotAttested(AgentError):
-    """The TLS connection does not end at the attested key: nothing (no token, no tool call) was sent on it.
+    """The connection is not bound to the attested TLS key.
+
+    Found on the pre-auth route or in a handshake, nothing (no token, no tool call) was sent on it; found in an
+    ``attestation_status`` answer (it binds another key than the pinned one), nothing more is sent or trusted.
 
     Args:
         message: What did not match.

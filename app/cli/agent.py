@@ -127,7 +127,7 @@ async def _session_flow(url: str, trust: TrustPolicy, args: argparse.Namespace, 
                                                                       "tool error" if result.is_error else "ok")
     except VerificationFailed as exc:
         report = exc.report
-    except ChannelNotAttested as exc:  # the ✗ tls_channel line is in its report; nothing was sent
+    except ChannelNotAttested as exc:  # the ✗ tls_channel line is in its report; no credential follows
         report = exc.report or report
         if exc.report is None:
             report.failed(type(exc).__name__, str(exc))

@@ -91,7 +91,8 @@ class TestRefusals:
         with pytest.raises(VerificationFailed) as refused:
             async with AttestedSession(proxy.url, trust=tee_stack.trust):
                 pass
-        assert failed_check(refused) == "session_pub"
+        # The signed runtime data must be exactly the one in the answer, so any swapped field fails there.
+        assert failed_check(refused) == "runtime"
 
     async def test_audit_key_swapped_in_transit(self, tee_stack, proxy):
         """A man in the middle offers its own audit key, to make forged audit logs verify."""
