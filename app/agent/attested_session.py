@@ -39,7 +39,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from app.agent.checks import check_status, refuse
-from app.agent.delegation import CapabilityNotAttested, MintedCapability, MintRefused, chain_to, minted_from
+from app.agent.delegation import CapabilityNotAttested, MintedCapability, MintRefused, minted_from, presented_capability
 from app.agent.channel import AttestedChannel, attest_channel
 from app.agent.errors import ChannelNotAttested, CredentialRefused, NotVerified, ToolNotAttested, ToolsChanged
 from app.agent.report import VerificationReport, transport_warnings
@@ -155,9 +155,7 @@ class AttestedSession:
             return httpx2.AsyncClient(**options)
         if self.channel is None:
             self.channel = await attest_channel(self.url, self.trust, timeout_s=self._timeout_s, clock=self._clock)
-        if self._bearer_token is not None and is_capability(self._bearer_token):
-            # Fail closed before the capability leaves this process: it must chain to the attested root.
-            chain_to(self._bearer_token, self.channel.runtime.get("capability_pub"))
+        # A capability must chain to the attested root before it leaves this process: the channel checks it.
         return self.channel.http_client(bearer=self._bearer_token, **options)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -222,10 +220,10 @@ class AttestedSession:
         result = await self._session.call_tool(ATTESTATION_TOOL, {"nonce": nonce})
         if result.is_error:
             refuse(report, ATTESTATION_TOOL, _text_of(result) or "the server refused the call")
-        presented = self._bearer_token if self._bearer_token and is_capability(self._bearer_token) else None
         verified = await check_status(report, result.structured_content, nonce, trust=self.trust,
                                       pinned_spki=self.channel.pinned_spki if self.channel else None,
-                                      tools_digest=digest, presented_capability=presented, now=self._clock())
+                                      tools_digest=digest, presented_capability=presented_capability(self._bearer_token),
+                                      now=self._clock())
         return _Verified(session_id=self._latest_session_id, session_pub=verified.session_pub, tools_digest=digest,
                          tool_names=frozenset(report.tools), expires_at=float(verified.expires_at),
                          capability_pub=verified.capability_pub)

@@ -12,7 +12,10 @@ server while it reads and injects traffic. So the order is fixed:
    presented (:class:`ChannelNotAttested` otherwise);
 5. only then may a bearer token travel, and only on clients that enforce the
    pin inside every handshake (:meth:`AttestedChannel.http_client`,
-   :meth:`AttestedChannel.httpx_client_factory`).
+   :meth:`AttestedChannel.httpx_client_factory`); a delegated capability only
+   once it chains to the ``capability_pub`` the attestation binds, so a
+   capability minted by another server is never handed to this one (which
+   could replay it there).
 
 A refused channel has carried a nonce and nothing else. The pin lives for the
 process: a restarted server has a new key, every new connection to it is
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 
 from app.agent.checks import CHANNEL_CHECK, check_status, refuse, verify_token
+from app.agent.delegation import chain_to, presented_capability
 from app.agent.errors import ChannelNotAttested
 from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client
 from app.agent.report import VerificationReport
@@ -86,14 +90,33 @@ class AttestedChannel:
         """A pinned ``httpx2.AsyncClient`` for ``streamable_http_client(url, http_client=...)``.
 
         ``bearer`` goes out only through :class:`PinnedBearer`, which refuses while the pin is unconfirmed.
+
+        Raises:
+            CapabilityNotAttested: ``bearer`` is a capability that does not chain to the attested
+                ``capability_pub``; no client was made, so nothing was sent.
         """
         client_options.setdefault("timeout", httpx2.Timeout(DEFAULT_TIMEOUT_S, read=300.0))
         if bearer is not None:
-            client_options["auth"] = PinnedBearer(self.pin, bearer)
+            client_options["auth"] = self._pinned_bearer(bearer)
         return pinned_async_client(self.pin, **client_options)
 
+    def _pinned_bearer(self, bearer: str) -> PinnedBearer:
+        """The one way a bearer joins a client on this channel."""
+        capability = presented_capability(bearer)
+        if capability is not None:
+            # Fail closed before the capability leaves this process: one minted by another server, sent here,
+            # could be replayed by this server to the one that minted it.
+            chain_to(capability, self.runtime.get("capability_pub"))
+        return PinnedBearer(self.pin, bearer)
+
     def httpx_client_factory(self, *, bearer: str | None = None) -> Callable[..., httpx2.AsyncClient]:
-        """A factory for FastMCP's ``StreamableHttpTransport(httpx_client_factory=...)``: every client is pinned."""
+        """A factory for FastMCP's ``StreamableHttpTransport(httpx_client_factory=...)``: every client is pinned.
+
+        Raises:
+            CapabilityNotAttested: as :meth:`http_client`, here already rather than inside the transport.
+        """
+        if bearer is not None:
+            self._pinned_bearer(bearer)
 
         def factory(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
                     auth: httpx2.Auth | None = None, **options: Any) -> httpx2.AsyncClient:
@@ -108,8 +131,8 @@ class AttestedChannel:
         """The pinned key's hash once a verified token confirmed it; None before."""
         return self.pin.spki_sha256 if self.pin.confirmed else None
 
-    async def verify_status(self, status: Mapping[str, Any], nonce: str, *,
-                            tools: Iterable[Any] | None = None) -> SessionBinding:
+    async def verify_status(self, status: Mapping[str, Any], nonce: str, *, tools: Iterable[Any] | None = None,
+                            bearer: str | None = None) -> SessionBinding:
         """Check an ``attestation_status(nonce)`` answer received on this channel; return what it binds.
 
         The MCP-level counterpart of the route check, for clients that drive MCP themselves (FastMCP's
@@ -117,6 +140,8 @@ class AttestedChannel:
         (:func:`app.agent.checks.check_status`): the token must verify against *our* trust and bind our nonce,
         the session key, audit key and capability key the answer advertises, the pinned TLS key and, with
         ``tools``, the tool list this client received. Pass ``tools``: without it the tool list is not bound.
+        Pass ``bearer`` too (the one given to :meth:`http_client`): a capability must chain to the capability
+        key the answer binds, as :class:`AttestedSession` checks on its own answers.
 
         Raises:
             VerificationFailed: a check failed (``report`` names it).
@@ -125,7 +150,7 @@ class AttestedChannel:
         report = VerificationReport(url=self.url, warnings=[w for w in (self.trust.warning,) if w])
         verified = await check_status(report, status, nonce, trust=self.trust, pinned_spki=self.pinned_spki,
                                       tools_digest=tools_digest(tools) if tools is not None else None,
-                                      presented_capability=None)
+                                      presented_capability=presented_capability(bearer))
         return SessionBinding(session_pub=verified.session_pub, channel=status.get("channel"))
 
 

@@ -4,9 +4,11 @@ Threat model: a capability is only worth handing on if the attested code, and no
 can mint and check it. So the capability root key is taken only from the *signed* runtime data
 (``capability_pub``), never from the unsigned field the server also advertises; a minted token
 is accepted only if its chain verifies against that key (a relay cannot hand back a token of its
-own); and a sub-agent that presents a capability sends it only after the channel's pre-auth
-attestation (which binds ``capability_pub`` next to the TLS key) shows that its token chains to
-the attested root, and checks the same again on the session's own attestation.
+own); and a capability is sent only after the channel's pre-auth attestation (which binds
+``capability_pub`` next to the TLS key) shows that it chains to the attested root, so a
+capability for server A never reaches server B, which could replay it to A. That gate is
+:meth:`app.agent.AttestedChannel.http_client`, which every client on the channel comes from;
+the answer to ``attestation_status`` is checked the same way (:func:`check_capability_key`).
 Reports name keys by prefix and never contain a token.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, Mapping
 
 from app.agent.errors import AgentError
 from app.agent.report import VerificationReport
-from app.wire.capability_token import Attenuation, attenuate, public_key_from_b64, verified_chain
+from app.wire.capability_token import Attenuation, attenuate, is_capability, public_key_from_b64, verified_chain
 
 CHECK = "capability_root"
 
@@ -85,8 +87,15 @@ def check_capability_key(report: VerificationReport, signed: Mapping[str, Any], 
     return True
 
 
-def chain_to(token: str, capability_pub: str) -> None:
+def presented_capability(bearer: str | None) -> str | None:
+    """The capability a bearer presents, or None when it is none (no bearer, or a JWT)."""
+    return bearer if bearer is not None and is_capability(bearer) else None
+
+
+def chain_to(token: str, capability_pub: str | None) -> None:
     """Raise :class:`CapabilityNotAttested` unless ``token`` verifies against ``capability_pub``."""
+    if not capability_pub:
+        raise CapabilityNotAttested("the attestation binds no capability key, so no capability chains to it")
     try:
         verified_chain(token, public_key_from_b64(capability_pub))
     except ValueError:
