@@ -1,0 +1,200 @@
+"""A delegated capability crosses an attested channel only when it chains to the capability key that channel attests.
+
+Threat: a capability minted by server A, handed to a client of server B, would give B
+a token it can replay to A. Every client on a channel comes from
+``AttestedChannel.http_client`` (FastMCP's factory and ``AttestedSession`` too), which
+refuses such a capability before it makes a client; ``verify_status(bearer=...)`` checks
+the same against the key the ``attestation_status`` answer binds. The server here is
+TEE-mode with bearer auth on (the dev issuer), so a capability it receives is really
+verified, and a refused one would show in its log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from app.agent import AttestedSession
+from app.agent import channel as channel_module
+from app.agent.channel import AttestedChannel, attest_channel
+from app.agent.delegation import CapabilityNotAttested
+from app.agent.errors import VerificationFailed
+from app.agent.pinning import ChannelPin, pinned_async_client
+from app.auth.dev_issuer import DevIssuer
+from app.delegation.keys import CapabilityRoot
+from app.wire.tls_binding import ATTESTATION_ROUTE
+from tests.delegation.helpers import minted as minted_by
+from tests.support.server_process import ServerProcess
+
+SCOPES = ("mcp:read", "mcp:delegate")
+RIGHTS = ["attestation_status"]
+
+
+class RecordingTransport(httpx2.AsyncBaseTransport):
+    """Inside a pinned client, in front of its TLS connections: notes every request that goes onto the wire."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, sent: list[tuple[str, str | None]]) -> None:
+        self._inner = inner
+        self._sent = sent
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self._sent.append((request.url.path, request.headers.get("authorization")))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+def wire(monkeypatch) -> list[tuple[str, str | None]]:
+    """(path, Authorization) of every request any pinned agent client sends, the attestation route included."""
+    sent: list[tuple[str, str | None]] = []
+
+    def recorded(pin: ChannelPin, **options: Any) -> httpx2.AsyncClient:
+        client = pinned_async_client(pin, **options)
+        client._transport = RecordingTransport(client._transport, sent)
+        return client
+
+    monkeypatch.setattr(channel_module, "pinned_async_client", recorded)
+    return sent
+
+
+@pytest.fixture(scope="module")
+def delegating_server(tee_stack, tmp_path_factory):
+    """A TEE-mode server on the agent tests' emulator, with bearer auth on: it mints and checks capabilities."""
+    state = tmp_path_factory.mktemp("capability-presentation")
+    env = {key: value for key, value in tee_stack.server._env.items() if key not in ("PATH", "HOME")}
+    env.update(MCP_AUTH_ISSUER="dev", MCP_DEV_ISSUER_DIR=str(state / "issuer"),
+               MCP_AUDIT_LOG=str(state / "audit.jsonl"))
+    server = ServerProcess(env, log_dir=state, args=["--no-require-secrets"])
+    server.set_env(MCP_AUTH_AUDIENCE=server.url)
+    server.start()
+    server.issuer = DevIssuer(state / "issuer")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def capability(delegating_server, tee_stack) -> str:
+    """A capability the delegating server minted: it chains to the key its attestation binds."""
+    user = delegating_server.issuer.mint(scopes=SCOPES, audience=delegating_server.url, subject="alice")
+    async with AttestedSession(delegating_server.url, trust=tee_stack.trust, bearer_token=user) as session:
+        return (await session.mint_capability(tools=RIGHTS)).token
+
+
+@pytest.fixture(scope="module")
+def foreign() -> str:
+    """A capability minted under another root: another server's, which this one could replay there."""
+    return minted_by(CapabilityRoot.per_process(), rights=frozenset(RIGHTS))
+
+
+def fresh_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def without_capability_key(channel: AttestedChannel) -> AttestedChannel:
+    """As if the attestation bound no capability key (a server that does not delegate)."""
+    return dataclasses.replace(channel, runtime={k: v for k, v in channel.runtime.items() if k != "capability_pub"})
+
+
+async def present(entry: str, url: str, trust, bearer: str, channel: AttestedChannel | None = None) -> None:
+    """Present ``bearer`` through one of the agent's entry points and call ``attestation_status`` once."""
+    channel = channel or await attest_channel(url, trust)
+    if entry == "AttestedSession":
+        async with AttestedSession(url, trust=trust, bearer_token=bearer, channel=channel) as session:
+            await session.call_tool("attestation_status", {})
+    elif entry == "httpx_client_factory":
+        transport = StreamableHttpTransport(channel.url, httpx_client_factory=channel.httpx_client_factory(bearer=bearer))
+        async with Client(transport) as client:
+            await client.call_tool("attestation_status", {})
+    else:
+        async with channel.http_client(bearer=bearer) as http, \
+                streamable_http_client(channel.url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.discover()
+            await session.call_tool("attestation_status", {})
+
+
+ENTRIES = ["http_client", "httpx_client_factory", "AttestedSession"]
+
+
+class TestCapabilityOfAnotherRootIsNeverSent:
+    @pytest.mark.parametrize("entry", ENTRIES)
+    async def test_refused_before_any_request_carries_it(self, delegating_server, tee_stack, foreign, wire, entry):
+        before = len(delegating_server.output())
+        with pytest.raises(CapabilityNotAttested, match="does not chain to the attested capability key"):
+            await present(entry, delegating_server.url, tee_stack.trust, foreign)
+        assert wire == [(ATTESTATION_ROUTE, None)]  # the nonce went out, and nothing else
+        assert "refused" not in delegating_server.output()[before:]  # the server saw no capability to refuse
+
+    @pytest.mark.parametrize("entry", ENTRIES)
+    async def test_refused_when_the_attestation_binds_no_capability_key(self, delegating_server, tee_stack,
+                                                                       capability, wire, entry):
+        channel = without_capability_key(await attest_channel(delegating_server.url, tee_stack.trust))
+        with pytest.raises(CapabilityNotAttested, match="binds no capability key"):
+            await present(entry, delegating_server.url, tee_stack.trust, capability, channel)
+        assert wire == [(ATTESTATION_ROUTE, None)]
+
+    async def test_the_refusal_names_no_token(self, delegating_server, tee_stack, foreign):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        with pytest.raises(CapabilityNotAttested) as refused:
+            channel.http_client(bearer=foreign)
+        body = foreign.removeprefix("biscuit~")
+        assert body[:24] not in str(refused.value) and body[-24:] not in str(refused.value)
+
+
+class TestVerifyStatusChecksThePresentedCapability:
+    async def test_a_capability_of_another_root_is_refused(self, delegating_server, tee_stack, capability, foreign):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        transport = StreamableHttpTransport(channel.url,
+                                            httpx_client_factory=channel.httpx_client_factory(bearer=capability))
+        async with Client(transport) as client:
+            nonce = fresh_nonce()
+            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
+            tools = await client.list_tools()
+        with pytest.raises(VerificationFailed) as refused:
+            await channel.verify_status(status, nonce, tools=tools, bearer=foreign)
+        assert refused.value.report.first_failure.name == "capability_root"
+        assert "does not chain" in refused.value.report.first_failure.detail
+
+
+class TestCapabilityOfTheAttestedRootWorks:
+    async def test_official_client_on_the_channel(self, delegating_server, tee_stack, capability, wire):
+        before = len(delegating_server.output())
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        async with channel.http_client(bearer=capability) as http, \
+                streamable_http_client(channel.url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.discover()
+            nonce = fresh_nonce()
+            status = (await session.call_tool("attestation_status", {"nonce": nonce})).structured_content
+            tools = (await session.list_tools()).tools
+            binding = await channel.verify_status(status, nonce, tools=tools, bearer=capability)
+        assert binding.session_pub and [tool.name for tool in tools] == RIGHTS
+        assert {authorization for path, authorization in wire if path != ATTESTATION_ROUTE} == {f"Bearer {capability}"}
+        assert "refused" not in delegating_server.output()[before:]
+
+    async def test_fastmcp_client_on_the_channel(self, delegating_server, tee_stack, capability):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        transport = StreamableHttpTransport(channel.url,
+                                            httpx_client_factory=channel.httpx_client_factory(bearer=capability))
+        async with Client(transport) as client:
+            nonce = fresh_nonce()
+            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
+            binding = await channel.verify_status(status, nonce, tools=await client.list_tools(), bearer=capability)
+        assert binding.session_pub and binding.channel
+
+    async def test_attested_session(self, delegating_server, tee_stack, capability):
+        async with AttestedSession(delegating_server.url, trust=tee_stack.trust, bearer_token=capability) as session:
+            result = await session.call_tool("attestation_status", {})
+        capability_root = [check for check in session.report.checks if check.name == "capability_root"]
+        assert not result.is_error and session.report.verified
+        assert "the presented capability chains to it" in capability_root[0].detail
