@@ -97,7 +97,8 @@ async def check_status(report: VerificationReport, status: Any, nonce: str, *, t
             None only where the caller has no tool list to bind (``verify_status`` without ``tools``):
             then the tool list is not checked.
         presented_capability: The capability this client presents as its bearer, which must chain to the
-            attested capability key; None when it presents none or does not know (``verify_status``).
+            attested capability key; None when it presents none, or does not say (``verify_status``
+            without ``bearer``).
         now: The clock for the token's lifetime (default: the wall clock).
 
     Raises:

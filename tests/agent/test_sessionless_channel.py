@@ -58,7 +58,7 @@ class TestFastMcpClient:
         async with Client(transport) as client:
             nonce = fresh_nonce()
             status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
-            binding = await channel.verify_status(status, nonce, tools=await client.list_tools())
+            binding = await channel.verify_status(status, nonce, tools=await client.list_tools(), bearer=BEARER)
             sealed = seal_to_session(binding.session_pub, credential_payload("github_token", CANARY_USER_TOKEN))
             await client.call_tool("provide_session_credentials", {"sealed": sealed}, meta=binding.meta)
             await client.call_tool("github_search_issues", {"query": "login"}, meta=binding.meta)
@@ -115,7 +115,8 @@ class TestOfficialClientWithoutHandshake:
             await session.discover()
             nonce = fresh_nonce()
             status = (await session.call_tool("attestation_status", {"nonce": nonce})).structured_content
-            binding = await channel.verify_status(status, nonce, tools=(await session.list_tools()).tools)
+            binding = await channel.verify_status(status, nonce, tools=(await session.list_tools()).tools,
+                                                  bearer=BEARER)
             sealed = seal_to_session(binding.session_pub, credential_payload("github_token", CANARY_USER_TOKEN))
             accepted = await session.call_tool("provide_session_credentials", {"sealed": sealed}, meta=binding.meta)
             found = await session.call_tool("github_search_issues", {"query": "login"}, meta=binding.meta)
