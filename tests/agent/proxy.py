@@ -6,7 +6,8 @@ checks do if that layer were beaten anyway (an extracted key is out of scope
 by the TEE's guarantee, but checks should not lean on one another): the
 rewriter sits *inside* the agent's pinned HTTP client, after TLS, and hands
 each JSON-RPC result to ``rewrite(method, tool, result)`` so a test can swap a
-session key, replay an old token or poison a tool list.
+session key, replay an old token or poison a tool list. :func:`wrap_pinned_transports`
+reaches one seam further in: every pinned client, the attestation route's included.
 """
 
 from __future__ import annotations
@@ -16,11 +17,24 @@ from typing import Any, Callable
 
 import httpx2
 
+from app.agent import channel as channel_module
 from app.agent.channel import AttestedChannel
+from app.agent.pinning import ChannelPin, pinned_async_client
 
 Rewrite = Callable[[str, "str | None", dict[str, Any]], dict[str, Any]]
 # Recomputed by httpx2 for the rewritten body.
 STALE_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+
+
+def wrap_pinned_transports(monkeypatch, wrap: Callable[[httpx2.AsyncBaseTransport], httpx2.AsyncBaseTransport]) -> None:
+    """Every pinned client the channel module makes sends through ``wrap(its own transport)``, past TLS."""
+
+    def wrapped(pin: ChannelPin, **options: Any) -> httpx2.AsyncClient:
+        client = pinned_async_client(pin, **options)
+        client._transport = wrap(client._transport)
+        return client
+
+    monkeypatch.setattr(channel_module, "pinned_async_client", wrapped)
 
 
 def _requests_by_id(body: bytes) -> dict[Any, tuple[str, str | None]]:

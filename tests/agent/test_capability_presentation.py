@@ -23,14 +23,13 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from app.agent import AttestedSession
-from app.agent import channel as channel_module
 from app.agent.channel import AttestedChannel, attest_channel
 from app.agent.delegation import CapabilityNotAttested
 from app.agent.errors import VerificationFailed
-from app.agent.pinning import ChannelPin, pinned_async_client
 from app.auth.dev_issuer import DevIssuer
 from app.delegation.keys import CapabilityRoot
 from app.wire.tls_binding import ATTESTATION_ROUTE
+from tests.agent.proxy import wrap_pinned_transports
 from tests.delegation.helpers import minted as minted_by
 from tests.support.server_process import ServerProcess
 
@@ -57,13 +56,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
 def wire(monkeypatch) -> list[tuple[str, str | None]]:
     """(path, Authorization) of every request any pinned agent client sends, the attestation route included."""
     sent: list[tuple[str, str | None]] = []
-
-    def recorded(pin: ChannelPin, **options: Any) -> httpx2.AsyncClient:
-        client = pinned_async_client(pin, **options)
-        client._transport = RecordingTransport(client._transport, sent)
-        return client
-
-    monkeypatch.setattr(channel_module, "pinned_async_client", recorded)
+    wrap_pinned_transports(monkeypatch, lambda inner: RecordingTransport(inner, sent))
     return sent
 
 
@@ -105,25 +98,34 @@ def without_capability_key(channel: AttestedChannel) -> AttestedChannel:
     return dataclasses.replace(channel, runtime={k: v for k, v in channel.runtime.items() if k != "capability_pub"})
 
 
-async def present(entry: str, url: str, trust, bearer: str, channel: AttestedChannel | None = None) -> None:
-    """Present ``bearer`` through one of the agent's entry points and call ``attestation_status`` once."""
-    channel = channel or await attest_channel(url, trust)
-    if entry == "AttestedSession":
-        async with AttestedSession(url, trust=trust, bearer_token=bearer, channel=channel) as session:
-            await session.call_tool("attestation_status", {})
-    elif entry == "httpx_client_factory":
+async def asked_status(entry: str, channel: AttestedChannel, bearer: str) -> tuple[Any, str, list]:
+    """``attestation_status(nonce)`` and ``tools/list`` on ``channel`` presenting ``bearer``: (answer, nonce, tools)."""
+    nonce = fresh_nonce()
+    if entry == "httpx_client_factory":
         transport = StreamableHttpTransport(channel.url, httpx_client_factory=channel.httpx_client_factory(bearer=bearer))
         async with Client(transport) as client:
-            await client.call_tool("attestation_status", {})
-    else:
-        async with channel.http_client(bearer=bearer) as http, \
-                streamable_http_client(channel.url, http_client=http) as (read, write), \
-                ClientSession(read, write) as session:
-            await session.discover()
-            await session.call_tool("attestation_status", {})
+            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
+            return status, nonce, await client.list_tools()
+    async with channel.http_client(bearer=bearer) as http, \
+            streamable_http_client(channel.url, http_client=http) as (read, write), \
+            ClientSession(read, write) as session:
+        await session.discover()
+        status = (await session.call_tool("attestation_status", {"nonce": nonce})).structured_content
+        return status, nonce, (await session.list_tools()).tools
 
 
-ENTRIES = ["http_client", "httpx_client_factory", "AttestedSession"]
+async def present(entry: str, url: str, trust, bearer: str, channel: AttestedChannel | None = None) -> None:
+    """Present ``bearer`` through one of the agent's entry points and call ``attestation_status``."""
+    channel = channel or await attest_channel(url, trust)
+    if entry != "AttestedSession":
+        await asked_status(entry, channel, bearer)
+        return
+    async with AttestedSession(url, trust=trust, bearer_token=bearer, channel=channel) as session:
+        await session.call_tool("attestation_status", {})
+
+
+CLIENT_ENTRIES = ["http_client", "httpx_client_factory"]
+ENTRIES = [*CLIENT_ENTRIES, "AttestedSession"]
 
 
 class TestCapabilityOfAnotherRootIsNeverSent:
@@ -154,12 +156,7 @@ class TestCapabilityOfAnotherRootIsNeverSent:
 class TestVerifyStatusChecksThePresentedCapability:
     async def test_a_capability_of_another_root_is_refused(self, delegating_server, tee_stack, capability, foreign):
         channel = await attest_channel(delegating_server.url, tee_stack.trust)
-        transport = StreamableHttpTransport(channel.url,
-                                            httpx_client_factory=channel.httpx_client_factory(bearer=capability))
-        async with Client(transport) as client:
-            nonce = fresh_nonce()
-            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
-            tools = await client.list_tools()
+        status, nonce, tools = await asked_status("httpx_client_factory", channel, capability)
         with pytest.raises(VerificationFailed) as refused:
             await channel.verify_status(status, nonce, tools=tools, bearer=foreign)
         assert refused.value.report.first_failure.name == "capability_root"
@@ -167,30 +164,15 @@ class TestVerifyStatusChecksThePresentedCapability:
 
 
 class TestCapabilityOfTheAttestedRootWorks:
-    async def test_official_client_on_the_channel(self, delegating_server, tee_stack, capability, wire):
+    @pytest.mark.parametrize("entry", CLIENT_ENTRIES)
+    async def test_a_client_on_the_channel(self, delegating_server, tee_stack, capability, wire, entry):
         before = len(delegating_server.output())
         channel = await attest_channel(delegating_server.url, tee_stack.trust)
-        async with channel.http_client(bearer=capability) as http, \
-                streamable_http_client(channel.url, http_client=http) as (read, write), \
-                ClientSession(read, write) as session:
-            await session.discover()
-            nonce = fresh_nonce()
-            status = (await session.call_tool("attestation_status", {"nonce": nonce})).structured_content
-            tools = (await session.list_tools()).tools
-            binding = await channel.verify_status(status, nonce, tools=tools, bearer=capability)
-        assert binding.session_pub and [tool.name for tool in tools] == RIGHTS
+        status, nonce, tools = await asked_status(entry, channel, capability)
+        binding = await channel.verify_status(status, nonce, tools=tools, bearer=capability)
+        assert binding.session_pub and binding.channel and [tool.name for tool in tools] == RIGHTS
         assert {authorization for path, authorization in wire if path != ATTESTATION_ROUTE} == {f"Bearer {capability}"}
         assert "refused" not in delegating_server.output()[before:]
-
-    async def test_fastmcp_client_on_the_channel(self, delegating_server, tee_stack, capability):
-        channel = await attest_channel(delegating_server.url, tee_stack.trust)
-        transport = StreamableHttpTransport(channel.url,
-                                            httpx_client_factory=channel.httpx_client_factory(bearer=capability))
-        async with Client(transport) as client:
-            nonce = fresh_nonce()
-            status = (await client.call_tool("attestation_status", {"nonce": nonce})).structured_content
-            binding = await channel.verify_status(status, nonce, tools=await client.list_tools(), bearer=capability)
-        assert binding.session_pub and binding.channel
 
     async def test_attested_session(self, delegating_server, tee_stack, capability):
         async with AttestedSession(delegating_server.url, trust=tee_stack.trust, bearer_token=capability) as session:

@@ -14,13 +14,13 @@ import httpx2
 import pytest
 
 from app.agent import AttestedSession
-from app.agent import channel as channel_module
 from app.agent.channel import attest_channel
 from app.agent.errors import ChannelNotAttested, VerificationFailed
 from app.agent.pinning import ChannelPin, pin_refusal, pinned_async_client
 from app.devstack.tls_proxy import TlsTerminatingProxy
 from app.wire.tls_binding import ATTESTATION_ROUTE
 from tests.agent.conftest import CANARY_USER_TOKEN
+from tests.agent.proxy import wrap_pinned_transports
 from tests.support.canaries import CANARY_GITHUB_TOKEN, assert_no_canary
 from tests.support.tcp_relay import TcpRelay
 
@@ -51,12 +51,7 @@ class SwapRouteAnswer(httpx2.AsyncBaseTransport):
 
 
 def swap_route_answers(monkeypatch, answer: Callable[[httpx2.Request], Any]) -> None:
-    def pinned_then_swapped(pin: ChannelPin, **options: Any) -> httpx2.AsyncClient:
-        client = pinned_async_client(pin, **options)
-        client._transport = SwapRouteAnswer(client._transport, answer)
-        return client
-
-    monkeypatch.setattr(channel_module, "pinned_async_client", pinned_then_swapped)
+    wrap_pinned_transports(monkeypatch, lambda inner: SwapRouteAnswer(inner, answer))
 
 
 async def route_answer(base_url: str, nonce: str) -> dict:
