@@ -88,16 +88,17 @@ class AssembledServer:
 
         app.router.lifespan_context = lifespan
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
-        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self._record_refusal)
+        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self.record_refusal)
         auth = self.state.settings.auth
         if auth is not None:
             # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
             auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
             verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
-            app = protect_app(app, auth, verifier, on_refusal=self._record_refusal)
+            app = protect_app(app, auth, verifier, on_refusal=self.record_refusal)
         return TraceContextMiddleware(app) if self.telemetry is not None else app
 
-    def _record_refusal(self, refusal: HttpRefusal) -> None:
+    def record_refusal(self, refusal: HttpRefusal) -> None:
+        """Audit a request refused before MCP saw it (auth, session admission, the listener's deadlines)."""
         record_http_refusal(self.audit, self.redactor, refusal)
 
     async def aclose(self) -> None:
