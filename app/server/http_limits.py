@@ -103,10 +103,8 @@ class RequestDeadlineProtocol(H11Protocol):
         self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
     def _disarm_header_deadline(self) -> None:
-        deadline = getattr(self, "_header_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
-            self._header_deadline = None
+        _cancel(getattr(self, "_header_deadline", None))
+        self._header_deadline = None
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
@@ -119,10 +117,8 @@ class RequestDeadlineProtocol(H11Protocol):
         self._body_deadline = self.loop.call_later(self.body_timeout_s, self._body_deadline_passed)
 
     def _disarm_body_deadline(self) -> None:
-        deadline = getattr(self, "_body_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
-            self._body_deadline = None
+        _cancel(self._body_deadline)
+        self._body_deadline = None
 
     def _body_deadline_passed(self) -> None:
         self._body_deadline = None
@@ -157,6 +153,11 @@ class RequestDeadlineProtocol(H11Protocol):
                                 headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")])
         for event in (response, h11.Data(data=reason.encode()), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
+
+
+def _cancel(deadline: asyncio.TimerHandle | None) -> None:
+    if deadline is not None:
+        deadline.cancel()
 
 
 def listener_options(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS, *,
