@@ -178,8 +178,9 @@ def listener_options(header_timeout_s: float = HEADER_TIMEOUT_S, max_connections
     protocol = type("RequestDeadlineProtocol", (RequestDeadlineProtocol,), {
         "header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s,
         "on_refusal": staticmethod(on_refusal) if on_refusal is not None else None})
-    return {"http": protocol, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S, "limit_concurrency": max_connections,
-            "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
+    # No WebSocket protocol: the app serves none, and uvicorn's would bypass the deadlines above.
+    return {"http": protocol, "ws": "none", "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S,
+            "limit_concurrency": max_connections, "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
 
 
 class BoundedServer(uvicorn.Server):

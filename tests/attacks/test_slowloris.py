@@ -291,3 +291,32 @@ class TestSlowBody:
         assert [r["outcome"]["status"] for r in listener_refusals(records)] == ["408"]
         assert "refused POST /mcp: 408" in server.output()
         assert_no_canary([server.output(), audit_path.read_text()], "the server's slow-body refusal")
+
+
+class TestNoSideDoors:
+    async def test_a_websocket_upgrade_is_answered_as_plain_http_not_switched(self, stack):
+        """uvicorn's WebSocket protocol would run outside the deadlines; the listener has none."""
+        upgrade = (b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        with serve(stack.http_app(), **listener_options(header_timeout_s=DEADLINE_S)) as base:
+            reader, writer = await asyncio.open_connection("127.0.0.1", urlsplit(base).port)
+            try:
+                writer.write(upgrade)
+                status_line = await asyncio.wait_for(reader.readline(), DEADLINE_S + MARGIN_S)
+            finally:
+                writer.close()
+        # The MCP transport answered it as HTTP (406: no `Accept: text/event-stream`); with uvicorn's
+        # WebSocket protocol it would have been a handshake refused by the app (403) or accepted (101).
+        assert status_line.startswith(b"HTTP/1.1 406 "), status_line
+
+    async def test_a_refusal_after_the_audit_log_closed_is_logged_not_raised(self, tmp_path, caplog):
+        from app.auth.resource_server import HttpRefusal
+        from app.config import Settings
+        from app.secrets.env import load_env_secrets
+        from app.server.assembly import assemble
+
+        server = assemble(Settings(audit_log=str(tmp_path / "audit.jsonl")), load_env_secrets({}))
+        await server.aclose()
+        with caplog.at_level(logging.WARNING, logger="app.server.assembly"):
+            server.record_refusal(HttpRefusal(408, "request body too slow", "/mcp", None, layer="listener"))
+        assert "not audited" in caplog.text and "/mcp" in caplog.text
