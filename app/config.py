@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from app.urls import UntrustedUrl, require_https_or_loopback
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_PORT = 8080
+# How long a request body may take to arrive, plus what steady progress earns (app/server/http_limits.py).
+DEFAULT_REQUEST_BODY_TIMEOUT_S = 30.0
 DEFAULT_LOCAL_SCOPES = "mcp:read,mcp:write"
 TEE_MODE = "tee"
 ENV_MODE = "env"
@@ -76,6 +79,7 @@ class Settings:
     db_statement_timeout_ms: int = 5000
     attestation_per_second: float = 5.0
     attestation_per_source_per_minute: float = 30.0
+    request_body_timeout_s: float = DEFAULT_REQUEST_BODY_TIMEOUT_S
     # Scopes of the local principal, who is every caller when auth is off (loopback, or stdio).
     local_scopes: frozenset[str] = frozenset(DEFAULT_LOCAL_SCOPES.split(","))
     capability_root_dir: str | None = None  # dev only: keep the capability root across restarts (NOT A TEE)
@@ -94,8 +98,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive finite number, got {raw!r}")
     return value
 
 
@@ -179,6 +183,7 @@ def load_settings(
         confirmation_timeout_s=_float(env, "MCP_CONFIRMATION_TIMEOUT_S", 120.0),
         attestation_per_second=_float(env, "MCP_ATTESTATION_PER_SECOND", 5.0),
         attestation_per_source_per_minute=_float(env, "MCP_ATTESTATION_PER_SOURCE_PER_MINUTE", 30.0),
+        request_body_timeout_s=_float(env, "MCP_REQUEST_BODY_TIMEOUT_S", DEFAULT_REQUEST_BODY_TIMEOUT_S),
         local_scopes=frozenset(scope.strip() for scope in (env.get("MCP_LOCAL_SCOPES") or DEFAULT_LOCAL_SCOPES)
                                .split(",") if scope.strip()),
         capability_root_dir=env.get("MCP_CAPABILITY_ROOT_DIR") or None,

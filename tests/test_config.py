@@ -118,3 +118,16 @@ class TestTelemetrySettings:
         assert not load_settings({}).telemetry.enabled
         with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
             load_settings({"OTEL_TRACES_EXPORTER": "console"})
+
+
+class TestRequestBodyTimeout:
+    """`MCP_REQUEST_BODY_TIMEOUT_S` bounds how long a request body may trickle (app/server/http_limits.py)."""
+
+    def test_the_default_is_30_seconds_and_a_value_is_taken(self):
+        assert load_settings({}).request_body_timeout_s == 30.0
+        assert load_settings({"MCP_REQUEST_BODY_TIMEOUT_S": "2.5"}).request_body_timeout_s == 2.5
+
+    @pytest.mark.parametrize("value", ["0", "-5", "30s", "nan", "inf"])
+    def test_bad_values_stop_start_up_naming_the_variable(self, value):
+        with pytest.raises(ConfigError, match=f"MCP_REQUEST_BODY_TIMEOUT_S must be a (positive finite )?number"):
+            load_settings({"MCP_REQUEST_BODY_TIMEOUT_S": value})

@@ -71,6 +71,10 @@ def public_key_b64(key: Ed25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
+class AuditLogClosed(RuntimeError):
+    """The log has written its final checkpoint; nothing more can join the chain."""
+
+
 class AuditSink(Protocol):
     """Where chained lines go instead of a file: it resumes the chain, takes lines, says when it is full."""
 
@@ -253,7 +257,7 @@ class AuditLog:
         written: Future[dict[str, Any]] = Future()
         with self._lock:
             if self._closed:
-                raise RuntimeError("audit log is closed")
+                raise AuditLogClosed("audit log is closed")
             self._queue.put((_HEAD, time.time(), written))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(written), HEAD_TIMEOUT_S)
@@ -268,7 +272,7 @@ class AuditLog:
         """Enqueue one record for the writer; returns at once. The record must not change afterwards."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("audit log is closed")
+                raise AuditLogClosed("audit log is closed")
             stamp = time.time()
             self._queue.put((_RECORD, stamp, record))
             self._since_checkpoint += 1

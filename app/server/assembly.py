@@ -19,7 +19,7 @@ from app.attestation.channel import TlsChannel
 from app.attestation.evidence import TeeAttestation
 from app.audit.blob_sink import BlobAuditSink
 from app.audit.blob_store import AuditBlobStore, AuditStoreError
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog, AuditLogClosed, AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
 from app.auth.resource_server import BearerTokenVerifier, HttpRefusal, protect_app
@@ -88,17 +88,26 @@ class AssembledServer:
 
         app.router.lifespan_context = lifespan
         app = ForgetEndedSessions(app, self.state.sessions, MCP_PATH)
-        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self._record_refusal)
+        app = SessionAdmission(app, self.policy.sessions, MCP_PATH, on_refusal=self.record_refusal)
         auth = self.state.settings.auth
         if auth is not None:
             # Advertise, and accept tokens for, exactly the scopes the capability policy uses.
             auth = dataclasses.replace(auth, scopes_supported=self.policy.all_scopes)
             verifier = BearerTokenVerifier(auth, capabilities=self.state.delegation.principal)
-            app = protect_app(app, auth, verifier, on_refusal=self._record_refusal)
+            app = protect_app(app, auth, verifier, on_refusal=self.record_refusal)
         return TraceContextMiddleware(app) if self.telemetry is not None else app
 
-    def _record_refusal(self, refusal: HttpRefusal) -> None:
-        record_http_refusal(self.audit, self.redactor, refusal)
+    def record_refusal(self, refusal: HttpRefusal) -> None:
+        """Audit a request refused before MCP saw it (auth, session admission, the listener's deadlines).
+
+        A refusal in the moment between the final checkpoint and the listener's close can no longer
+        join the chain; it is logged (without the token, like every refusal) instead of raising.
+        """
+        try:
+            record_http_refusal(self.audit, self.redactor, refusal)
+        except AuditLogClosed:
+            logger.warning("refusal after the audit log closed, not audited: %d %s (%s)",
+                           refusal.status, refusal.path[:200], refusal.layer)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -91,7 +91,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
                         channel.spki_sha256, TLS_SPKI_FIELD)
         config = uvicorn.Config(server.http_app(), host=settings.host, port=settings.port, log_level="warning",
                                 lifespan="on", loop="asyncio", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **tls,
-                                **listener_options())
+                                **listener_options(body_timeout_s=settings.request_body_timeout_s,
+                                                   on_refusal=server.record_refusal))
         await _server_returning_on_signal(config).serve(sockets=[listener])
         return 0
     finally:

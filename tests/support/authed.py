@@ -17,7 +17,8 @@ from starlette.routing import Route
 
 from app.auth.resource_server import protect_app
 from app.auth.settings import AuthSettings
-from app.middleware.audit import record_http_refusal
+from app.config import DEFAULT_REQUEST_BODY_TIMEOUT_S
+from app.server.http_limits import listener_options
 from tests.support.stack import Stack, free_port, serve
 
 ISSUER = "https://issuer.example.test/"
@@ -84,8 +85,12 @@ class AuthedStack:
 
 
 @contextmanager
-def authed_stack(tmp_path: Path, **stack_options) -> Iterator[AuthedStack]:
-    """A JWKS stand-in and the toy stack behind bearer auth, both on loopback, for one test."""
+def authed_stack(tmp_path: Path, *, body_timeout_s: float = DEFAULT_REQUEST_BODY_TIMEOUT_S,
+                 **stack_options) -> Iterator[AuthedStack]:
+    """A JWKS stand-in and the toy stack behind bearer auth, both on loopback, for one test.
+
+    The stack's listener is bounded as in production (`listener_options`); tests shorten the body deadline.
+    """
     stack = Stack(tmp_path, auth_enabled=True, **stack_options)
     with ExitStack() as running:
         jwks_app = Starlette(routes=[Route("/jwks", lambda request: JSONResponse({"keys": [_JWK]}))])
@@ -93,7 +98,7 @@ def authed_stack(tmp_path: Path, **stack_options) -> Iterator[AuthedStack]:
         port = free_port()
         url = f"http://127.0.0.1:{port}/mcp"
         settings = AuthSettings(ISSUER, f"{jwks}/jwks", url)
-        app = protect_app(stack.http_app(), settings,
-                          on_refusal=lambda refusal: record_http_refusal(stack.audit, stack.redactor, refusal))
-        running.enter_context(serve(app, port))
+        app = protect_app(stack.http_app(), settings, on_refusal=stack.record_refusal)
+        running.enter_context(serve(app, port, **listener_options(body_timeout_s=body_timeout_s,
+                                                                  on_refusal=stack.record_refusal)))
         yield AuthedStack(stack, url)

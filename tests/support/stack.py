@@ -24,6 +24,7 @@ from app.audit.log import AuditLog, AuditSigner
 from app.middleware.breakers import Breakers
 from app.capability_policy import CapabilityPolicy, load_policy, policy_from_mapping
 from app.auth.principal import PrincipalProvider
+from app.auth.resource_server import HttpRefusal
 from app.middleware.quotas import RateLimiter
 from app.middleware.refusals import RefusalLedger
 from app.audit.redaction import Redactor
@@ -148,8 +149,11 @@ class Stack:
     def http_app(self):
         """The toy server over streamable HTTP on /mcp, behind session admission as in production."""
         app = self.server.http_app(path="/mcp", session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
-        return SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock,
-                                on_refusal=lambda refusal: record_http_refusal(self.audit, self.redactor, refusal))
+        return SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock, on_refusal=self.record_refusal)
+
+    def record_refusal(self, refusal: HttpRefusal) -> None:
+        """Audit a refusal at the HTTP layer, as `AssembledServer.record_refusal` does."""
+        record_http_refusal(self.audit, self.redactor, refusal)
 
     def client(self, **options) -> Client:
         """An in-memory client whose user accepts every confirmation prompt."""
