@@ -24,6 +24,9 @@ SENT_BYTES: list[int] = []
 async def endless_evidence(request):
     async def chunks():
         for _ in range(4096):  # 256 MiB if the agent kept reading
+            # uvicorn drops writes after a disconnect without yielding, so count only what could still cross.
+            if await request.is_disconnected():
+                return
             SENT_BYTES.append(65536)
             yield b"x" * 65536
 
