@@ -48,7 +48,9 @@ MAX_RECORD_BYTES = 1_048_576
 _SCAN_CHUNK = 65_536
 DEFAULT_CHECKPOINT_EVERY = 100
 STDOUT_SINK = "-"
-WRITE_DELAY_S = 0.01
+# After the first record of a burst the writer waits this long, so one write covers the burst; short,
+# because while the writer holds the interpreter lock a request waits.
+WRITE_DELAY_S = 0.002
 # How long `signed_head` waits for the writer before it gives up.
 HEAD_TIMEOUT_S = 5.0
 # What the writer thread is asked to do, in queue order.
