@@ -11,7 +11,8 @@ from starlette.routing import Route
 from app.auth.principal import LOCAL_SUBJECT, Principal
 from app.errors import InvalidArgument
 from app.server.session_end import ForgetEndedSessions
-from app.sessions import SessionRegistry, session_key
+from app.sessions import (MAX_NONCES_PER_SESSION, MAX_REMEMBERED_NONCES, MAX_REMEMBERED_NONCES_PER_PRINCIPAL,
+                          SessionRegistry, session_key)
 
 
 class Clock:
@@ -94,6 +95,66 @@ class TestSessionsBelongToTheirPrincipal:
         assert sessions.credential(mallory, "github_token") is None
         sessions.consume_nonce(mallory, "n" * 20)  # no collision with alice's used nonces
         assert sessions.get(mallory).key.public_b64url != sessions.get(alice).key.public_b64url
+
+
+class TestOnePrincipalCannotEvictAnother:
+    """A principal past its share loses its own oldest session; the global cap evicts the largest holder."""
+
+    def test_a_principal_past_its_share_loses_its_own_oldest_session(self):
+        forgotten: list[str] = []
+        sessions = SessionRegistry(max_sessions=100, max_sessions_per_principal=3, on_forget=forgotten.append)
+        alice = session_key("alice", "channel:a")
+        sessions.add_credential(alice, "github_token", "alice-token-canary", ttl_s=600)
+        mallory = [session_key("mallory", f"channel:{index}") for index in range(10)]
+        for index, key in enumerate(mallory):
+            sessions.add_credential(key, "github_token", f"mallory-token-{index}", ttl_s=600)
+        assert sessions.credential(alice, "github_token") == "alice-token-canary"
+        assert [sessions.credential(key, "github_token") for key in mallory[-3:]] == [
+            "mallory-token-7", "mallory-token-8", "mallory-token-9"]
+        assert forgotten == [f"mallory-token-{index}" for index in range(7)], "each eviction reaches the redactor"
+
+    def test_the_global_cap_evicts_from_the_principal_holding_the_most(self):
+        forgotten: list[str] = []
+        sessions = SessionRegistry(max_sessions=6, max_sessions_per_principal=4, on_forget=forgotten.append)
+        victims = [session_key(name, "sid") for name in ("alice", "bob")]
+        for key in victims:
+            sessions.add_credential(key, "github_token", f"{key}-canary", ttl_s=600)
+        for attacker in ("eve", "mallory"):
+            for index in range(4):
+                sessions.add_credential(session_key(attacker, f"channel:{index}"), "github_token",
+                                        f"{attacker}-{index}", ttl_s=600)
+        assert [sessions.credential(key, "github_token") for key in victims] == [f"{key}-canary" for key in victims]
+        assert sorted(forgotten) == ["eve-0", "eve-1", "mallory-0", "mallory-1"]
+
+    def test_among_equal_holders_the_one_idle_longest_is_evicted(self):
+        sessions = SessionRegistry(max_sessions=2)
+        first = sessions.get(session_key("alice", "sid")).key
+        sessions.get(session_key("bob", "sid"))
+        sessions.get(session_key("alice", "sid"))  # alice is busy, bob idles
+        sessions.get(session_key("carol", "sid"))
+        assert sessions.get(session_key("alice", "sid")).key is first
+        assert sessions.credential(session_key("bob", "sid"), "github_token") is None
+
+    def test_using_a_credential_keeps_its_session_recent(self):
+        sessions = SessionRegistry(max_sessions_per_principal=2)
+        used, idle = session_key("alice", "used"), session_key("alice", "idle")
+        sessions.add_credential(used, "github_token", "used-token", ttl_s=600)
+        sessions.add_credential(idle, "github_token", "idle-token", ttl_s=600)
+        assert sessions.credential(used, "github_token") == "used-token"
+        sessions.get(session_key("alice", "new"))
+        assert sessions.credential(used, "github_token") == "used-token"
+        assert sessions.credential(idle, "github_token") is None
+
+    def test_another_principals_nonces_cannot_push_out_a_remembered_nonce(self):
+        """Before the fair cap, 16 385 nonces of mallory's made the server forget alice's."""
+        sessions = SessionRegistry()
+        sessions.consume_nonce(session_key("alice", "session-1"), "a" * 32)
+        for index in range(MAX_REMEMBERED_NONCES + 1):
+            sessions.consume_nonce(session_key("mallory", f"sid-{index // MAX_NONCES_PER_SESSION}"), f"m{index:031d}")
+        with pytest.raises(InvalidArgument, match="already used"):
+            sessions.consume_nonce(session_key("alice", "channel:later"), "a" * 32)
+        assert MAX_REMEMBERED_NONCES_PER_PRINCIPAL < MAX_REMEMBERED_NONCES
+        sessions.consume_nonce(session_key("mallory", "channel:later"), f"m{0:031d}")  # her own oldest was dropped
 
 
 class TestForgetEndedSessions:

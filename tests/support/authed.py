@@ -29,6 +29,18 @@ _JWK = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_KEY.public_key())), "ki
 ACCEPT = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
+def bearer_token(audience: str, subject: str, scopes: str = "mcp:read mcp:write") -> str:
+    """A token from the test issuer (`ISSUER`, keys served by `jwks_app`) for `subject`."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": audience, "sub": subject, "iat": now, "exp": now + 300, "scope": scopes}
+    return jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": "k-1"})
+
+
+def jwks_app() -> Starlette:
+    """The test issuer's JWKS on `/jwks`."""
+    return Starlette(routes=[Route("/jwks", lambda request: JSONResponse({"keys": [_JWK]}))])
+
+
 class AuthedStack:
     """`Stack` behind `protect_app`, served by uvicorn; `url` is the MCP endpoint (and the token audience)."""
 
@@ -37,9 +49,7 @@ class AuthedStack:
         self.url = url
 
     def token(self, subject: str, scopes: str = "mcp:read mcp:write") -> str:
-        now = int(time.time())
-        claims = {"iss": ISSUER, "aud": self.url, "sub": subject, "iat": now, "exp": now + 300, "scope": scopes}
-        return jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": "k-1"})
+        return bearer_token(self.url, subject, scopes)
 
     def headers(self, subject: str, **extra: str) -> dict[str, str]:
         return {**ACCEPT, "Authorization": f"Bearer {self.token(subject)}", **extra}
@@ -93,8 +103,7 @@ def authed_stack(tmp_path: Path, *, body_timeout_s: float = DEFAULT_REQUEST_BODY
     """
     stack = Stack(tmp_path, auth_enabled=True, **stack_options)
     with ExitStack() as running:
-        jwks_app = Starlette(routes=[Route("/jwks", lambda request: JSONResponse({"keys": [_JWK]}))])
-        jwks = running.enter_context(serve(jwks_app))
+        jwks = running.enter_context(serve(jwks_app()))
         port = free_port()
         url = f"http://127.0.0.1:{port}/mcp"
         settings = AuthSettings(ISSUER, f"{jwks}/jwks", url)
