@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 # The key type each algorithm must be verified with; an RSA key is never an HMAC secret.
 KEY_TYPE_FOR_ALGORITHM = {"RS256": "RSA", "ES256": "EC"}
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "sub")
+MAX_SUBJECT_CHARS = 256
 # Query parameters that would carry a token (RFC 6750 §2.3); refused, never read.
 QUERY_TOKEN_PARAMS = frozenset({"access_token"})
 PUBLIC_PATHS = frozenset({"/healthz", ATTESTATION_ROUTE})  # the route attests before any credential exists
@@ -79,6 +80,12 @@ def parse_oauth_jwks(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if not isinstance(keys, list):
         return {}
     return {k["kid"]: k for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+
+
+def _printable_subject(subject: Any) -> bool:
+    """A `sub` this server can key state on: a string of 1-256 characters, none of them a control character."""
+    return (isinstance(subject, str) and 0 < len(subject) <= MAX_SUBJECT_CHARS
+            and not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in subject))
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -184,8 +191,13 @@ class BearerTokenVerifier:
             _reject("token issuer not trusted")
         except jwt.InvalidTokenError:
             _reject("invalid token")
+        subject = claims["sub"]
+        if not _printable_subject(subject):
+            # The subject keys sessions, quotas and audit records; a control character could
+            # pose as the registry's owner separator or split a log line.
+            _reject("token subject must be 1-256 printable characters")
         jti = claims.get("jti")
-        principal = Principal(subject=str(claims["sub"]), scopes=_scopes(claims),
+        principal = Principal(subject=subject, scopes=_scopes(claims),
                               token_id=jti if isinstance(jti, str) else None, expires_at=float(claims["exp"]))
         return principal, float(claims["exp"])
 

@@ -163,6 +163,11 @@ class TestRefusedTokens:
         ({"nbf": int(time.time()) + 300}, "invalid token"),
         ({"exp": None}, "invalid token"),
         ({"sub": None}, "invalid token"),
+        ({"sub": "alice\x1fmallory"}, "printable"),  # would pose as the session registry's owner separator
+        ({"sub": "alice\nINFO forged log line"}, "printable"),
+        ({"sub": ""}, "printable"),
+        ({"sub": "x" * 257}, "printable"),
+        ({"sub": 42}, "invalid token"),
     ])
     def test_bad_claims_get_401(self, harness, overrides, reason):
         response = _post(harness, harness.mint(**overrides))
