@@ -170,7 +170,7 @@ def render(results: dict) -> None:
         "",
         "- **full**: this server as production builds it, `assemble()` with every middleware (error boundary, audit, "
         "scopes, confirmation, quotas and slots, breakers, untrusted-output marking), bearer auth with the dev issuer "
-        "(every call verifies a JWT), the audit log to a file with signed checkpoints, the packaged capability policy "
+        "(every call presents a JWT: verified in full once a minute, then taken from the verified-token cache), the audit log to a file with signed checkpoints, the packaged capability policy "
         "with its rate limits raised (rate limits are not what is measured; concurrency caps, queue times and breakers "
         "stay as packaged), plus one in-memory `echo` tool added as a ToolSpec;",
         "- **bare**: FastMCP with the same `echo` tool and nothing else;",
