@@ -10,11 +10,11 @@ its writer crashed. The caller's thread only stamps the time and enqueues a reco
 thread chains, serialises, signs and writes, in append order, so neither the hashing nor a slow
 disk is on a tool call's path; `close()` drains and fsyncs everything.
 
-A writer that dies mid-write leaves a torn last line (or, from an older writer, one longer than
-`MAX_RECORD_BYTES`). Start-up then cuts the file back to the last valid record and says so in the
-new run's `open` record (`recovered`: bytes cut, their SHA-256, the last kept `seq`), so the cut
-is itself chained and signed and `audit verify` reports it. Only the last line is ever cut: if the
-record before it is not valid either, the log is damaged, not torn, and start-up still refuses.
+A writer that died mid-write leaves a torn last line; start-up cuts it (`app.audit.recovery`) and
+says so in the new run's `open` record (`recovered`: bytes cut, their SHA-256, the last kept
+`seq`), so the cut is itself chained and signed and `audit verify` reports it. A record this
+writer cannot serialise takes its slot as `unwritable`; a write that fails (full disk, broken
+store) stops the log, and from then on `has_room()` is False, so calls are refused, not unaudited.
 
 The chain alone cannot show that a log was cut back to an earlier run's final checkpoint: what is
 left is intact and ends signed, and in TEE mode every run signs with the same key. So `signed_head`
@@ -27,25 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
+import logging
 import os
 import queue
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Protocol, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-GENESIS = "0" * 64
-# No record this writer makes comes near this (fields are clipped); a longer last line is torn.
-MAX_RECORD_BYTES = 1_048_576
-_SCAN_CHUNK = 65_536
+from app.audit.recovery import GENESIS, chain_head, line_hash
+
+logger = logging.getLogger(__name__)
+
 DEFAULT_CHECKPOINT_EVERY = 100
 STDOUT_SINK = "-"
 # After the first record of a burst the writer waits this long, so one write covers the burst; short,
@@ -55,11 +55,6 @@ WRITE_DELAY_S = 0.002
 HEAD_TIMEOUT_S = 5.0
 # What the writer thread is asked to do, in queue order.
 _RECORD, _CHECKPOINT, _HEAD, _STOP = object(), object(), object(), object()
-
-
-def line_hash(line: bytes) -> str:
-    """The chain hash of one line (without its newline)."""
-    return hashlib.sha256(line).hexdigest()
 
 
 def checkpoint_message(unsigned: dict[str, Any]) -> bytes:
@@ -74,7 +69,7 @@ def public_key_b64(key: Ed25519PublicKey) -> str:
 
 
 class AuditLogClosed(RuntimeError):
-    """The log has written its final checkpoint; nothing more can join the chain."""
+    """The log takes no more records: it wrote its final checkpoint, or its writer failed."""
 
 
 class AuditSink(Protocol):
@@ -126,74 +121,6 @@ class AuditSigner:
         return self._public_key_b64
 
 
-def _last_line_start(handle: BinaryIO, end: int) -> int:
-    """Offset where the line ending at `end` begins (scans backwards in chunks; reads no more)."""
-    position = end
-    while position > 0:
-        step = min(_SCAN_CHUNK, position)
-        handle.seek(position - step)
-        newline = handle.read(step).rfind(b"\n")
-        if newline >= 0:
-            return position - step + newline + 1
-        position -= step
-    return 0
-
-
-def _valid_record(line: bytes) -> int | None:
-    """The record's `seq` when `line` is one whole audit record, else None."""
-    if len(line) > MAX_RECORD_BYTES:
-        return None
-    try:
-        record = json.loads(line)
-        seq = record["seq"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
-
-
-def _cut_from(handle: BinaryIO, start: int, end: int) -> dict[str, Any]:
-    """Truncate the file at `start`; return the size and SHA-256 of what was cut (hashed in chunks)."""
-    digest = hashlib.sha256()
-    handle.seek(start)
-    while chunk := handle.read(_SCAN_CHUNK):
-        digest.update(chunk)
-    handle.truncate(start)
-    return {"cut_bytes": end - start, "cut_sha256": digest.hexdigest()}
-
-
-def _chain_head(path: Path) -> tuple[int, str, dict[str, Any] | None]:
-    """Next `seq` and `prev` for a log file, so a new process continues an existing chain.
-
-    A torn or over-long last line is cut off; the third value then says what was cut.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        return 0, GENESIS, None
-    recovered = None
-    with path.open("r+b") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(size - 1)
-        end = size - 1 if handle.read(1) == b"\n" else size
-        start = _last_line_start(handle, end)
-        handle.seek(start)
-        last = handle.read(min(end - start, MAX_RECORD_BYTES + 1))
-        if end == size or _valid_record(last) is None:
-            recovered = _cut_from(handle, start, size)
-            end = start - 1
-            if end < 0:
-                # Fail closed: nothing valid is left to chain onto.
-                raise ValueError(f"audit log {path} holds no valid record; move it aside")
-            start = _last_line_start(handle, end)
-            handle.seek(start)
-            last = handle.read(min(end - start, MAX_RECORD_BYTES + 1))
-        seq = _valid_record(last)
-    if seq is None:
-        # Fail closed: never silently start a fresh chain on top of a damaged one.
-        raise ValueError(f"audit log {path} does not end with a valid record; move it aside")
-    if recovered is not None:
-        recovered["last_kept_seq"] = seq
-    return seq + 1, line_hash(last), recovered
-
-
 class AuditLog:
     """Appends chained, periodically signed JSON lines to a file or stdout.
 
@@ -220,6 +147,7 @@ class AuditLog:
         self._closed = False
         self._since_checkpoint = 0
         self._latest_head: tuple[float, dict[str, Any]] | None = None  # (monotonic time, head), set by the writer
+        self._failed: BaseException | None = None  # set by the writer when a write fails; the log then refuses
         self._sink: AuditSink | None = None
         if not isinstance(sink, (str, Path)):
             self._sink = sink
@@ -233,7 +161,7 @@ class AuditLog:
         else:
             path = Path(sink)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._seq, self._prev, recovered = _chain_head(path)
+            self._seq, self._prev, recovered = chain_head(path)
             self._stream = path.open("a", encoding="utf-8")
             self._owns_stream = True
         self._before_close: list[Callable[[], None]] = []
@@ -253,13 +181,12 @@ class AuditLog:
             >>> head = await log.signed_head()
             >>> f"{head['seq']}:{head['sha256']}"  # what `audit verify --expect-head` takes
         """
-        latest = self._latest_head
-        if latest is not None and time.monotonic() - latest[0] <= max_age_s:
-            return latest[1]
         written: Future[dict[str, Any]] = Future()
         with self._lock:
-            if self._closed:
-                raise AuditLogClosed("audit log is closed")
+            self._check_open()
+            latest = self._latest_head
+            if latest is not None and time.monotonic() - latest[0] <= max_age_s:
+                return latest[1]
             self._queue.put((_HEAD, time.time(), written))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(written), HEAD_TIMEOUT_S)
@@ -273,8 +200,7 @@ class AuditLog:
     def append(self, record: dict[str, Any]) -> None:
         """Enqueue one record for the writer; returns at once. The record must not change afterwards."""
         with self._lock:
-            if self._closed:
-                raise AuditLogClosed("audit log is closed")
+            self._check_open()
             stamp = time.time()
             self._queue.put((_RECORD, stamp, record))
             self._since_checkpoint += 1
@@ -283,8 +209,8 @@ class AuditLog:
                 self._queue.put((_CHECKPOINT, stamp, False))
 
     def has_room(self) -> bool:
-        """False while a shipping sink's buffer is full; files and stdout always have room."""
-        return self._sink is None or self._sink.has_room()
+        """False once the writer failed, or while a shipping sink's buffer is full; otherwise True."""
+        return self._failed is None and (self._sink is None or self._sink.has_room())
 
     def buffered(self) -> int:
         """Lines a shipping sink still holds (0 for files and stdout)."""
@@ -294,7 +220,8 @@ class AuditLog:
         """Write the final checkpoint, drain the queue, flush and fsync. Safe to call twice."""
         callbacks, self._before_close = self._before_close, []
         for callback in callbacks:
-            callback()
+            if self._failed is None:
+                callback()
         with self._lock:
             if self._closed:
                 return
@@ -305,24 +232,39 @@ class AuditLog:
         if self._sink is not None:
             self._sink.close()
             return
+        if self._failed is not None:
+            logger.error("audit log closed without its final checkpoint: the writer failed (%s)",
+                         type(self._failed).__name__)
+            if self._owns_stream:
+                self._stream.close()
+            return
         self._stream.flush()
         if self._owns_stream:
             os.fsync(self._stream.fileno())
             self._stream.close()
+
+    def _check_open(self) -> None:
+        """Raise `AuditLogClosed` once nothing more can join the chain (call with the lock held)."""
+        if self._closed:
+            raise AuditLogClosed("audit log is closed")
+        if self._failed is not None:
+            raise AuditLogClosed(f"the audit writer failed ({type(self._failed).__name__}); nothing more is recorded")
 
     # Below here runs on the writer thread only: it alone touches `_seq` and `_prev`.
 
     def _chain(self, record: dict[str, Any], stamp: float, *, signed: bool = False) -> tuple[str, dict[str, Any]]:
         when = datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
         stamped = {"seq": self._seq, "prev": self._prev, "time": when, **record}
-        if signed:
-            stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
         try:
-            line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=False, default=str)
-        except (TypeError, ValueError) as exc:
+            if signed:
+                stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
+            line, data = _serialise(stamped)
+        except Exception as exc:  # noqa: BLE001 - any value a caller recorded must not stop the writer
+            if signed:
+                raise
             # Never lose the slot silently: chain a record saying this one could not be written.
             return self._chain({"type": "unwritable", "error": type(exc).__name__}, stamp)
-        self._prev = line_hash(line.encode())
+        self._prev = line_hash(data)
         self._seq += 1
         return line, stamped
 
@@ -334,29 +276,63 @@ class AuditLog:
             # Take whatever else is waiting, so one write covers a burst.
             while not self._queue.empty():
                 batch.append(self._queue.get())
-            lines: list[str] = []
-            heads: list[tuple[Future[dict[str, Any]], dict[str, Any]]] = []
-            stop = False
-            for kind, stamp, payload in batch:
-                if kind is _STOP:
-                    stop = True
-                elif kind is _RECORD:
-                    lines.append(self._chain(payload, stamp)[0])
-                else:
-                    final = kind is _CHECKPOINT and payload
-                    line, record = self._chain({"type": "checkpoint", "final": final}, stamp, signed=True)
-                    lines.append(line)
-                    head = {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
-                    self._latest_head = (time.monotonic(), head)
+            if self._failed is None:
+                try:
+                    self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - a full disk or a broken store: refuse, never drop unseen
+                    self._failed = exc
+                    logger.error("audit writer failed (%s): records can no longer be kept, so calls are refused",
+                                 type(exc).__name__)
+            if self._failed is not None:
+                for kind, _, payload in batch:
                     if kind is _HEAD:
-                        heads.append((payload, head))
-            if lines and self._sink is not None:
-                self._sink.write_lines(lines)
-            elif lines:
-                self._stream.write("".join(f"{line}\n" for line in lines))
-                self._stream.flush()
-            for written, head in heads:
-                if not written.done():
-                    written.set_result(head)
-            if stop:
+                        _settle(payload, error=AuditLogClosed("the audit writer failed"))
+            if any(kind is _STOP for kind, _, _ in batch):
                 return
+
+    def _write(self, batch: list[tuple[object, float, Any]]) -> None:
+        """Chain and write one batch; a new head is published (and handed out) only once it is written."""
+        lines: list[str] = []
+        heads: list[Future[dict[str, Any]]] = []
+        latest: dict[str, Any] | None = None
+        for kind, stamp, payload in batch:
+            if kind is _RECORD:
+                lines.append(self._chain(payload, stamp)[0])
+            elif kind is not _STOP:
+                final = kind is _CHECKPOINT and payload
+                line, record = self._chain({"type": "checkpoint", "final": final}, stamp, signed=True)
+                lines.append(line)
+                latest = {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
+                if kind is _HEAD:
+                    heads.append(payload)
+        if lines and self._sink is not None:
+            self._sink.write_lines(lines)
+        elif lines:
+            self._stream.write("".join(f"{line}\n" for line in lines))
+            self._stream.flush()
+        if latest is not None:
+            self._latest_head = (time.monotonic(), latest)
+            for written in heads:
+                _settle(written, result=latest)
+
+
+def _serialise(stamped: dict[str, Any]) -> tuple[str, bytes]:
+    """The record's line and its UTF-8 bytes; a lone surrogate from a client is escaped, not fatal."""
+    line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        return line, line.encode()
+    except UnicodeEncodeError:
+        line = json.dumps(stamped, separators=(",", ":"), ensure_ascii=True, default=str)
+        return line, line.encode()
+
+
+def _settle(waiter: Future[dict[str, Any]], *, result: dict[str, Any] | None = None,
+            error: BaseException | None = None) -> None:
+    """Answer a head request; one its caller already gave up on (cancelled, timed out) is left alone."""
+    try:
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+    except InvalidStateError:
+        pass

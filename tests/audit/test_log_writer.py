@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog, AuditLogClosed, AuditSigner
+from app.audit.recovery import GENESIS
 from app.audit.verify import verify_audit_log
 
 
@@ -65,3 +68,103 @@ class TestSignedHead:
         log.close()
         with pytest.raises(RuntimeError, match="closed"):
             await log.signed_head()
+
+
+class Sink:
+    """An AuditSink in memory; `fail` makes writes raise, `gate` holds them until set."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.lines: list[str] = []
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def chain_head(self):
+        return 0, GENESIS
+
+    def write_lines(self, lines):
+        self.gate.wait(5)
+        if self.fail:
+            raise OSError("no space left on device")
+        self.lines.extend(lines)
+
+    def has_room(self) -> bool:
+        return True
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise KeyError("boom")
+
+
+class TestTheWriterNeverDiesOfARecord:
+    def test_a_lone_surrogate_is_escaped_and_the_chain_verifies(self, tmp_path):
+        key = Ed25519PrivateKey.generate()
+        log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
+        log.append({"type": "call", "args": {"x": "\ud800"}})  # json.loads accepts an escaped one
+        log.append({"type": "call", "n": 2})
+        log.close()
+        written = records(tmp_path / "audit.jsonl")
+        assert written[1]["args"] == {"x": "\ud800"} and written[2]["n"] == 2 and written[-1]["final"] is True
+        assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
+
+    def test_a_value_whose_str_raises_takes_its_slot_as_unwritable(self, tmp_path):
+        key = Ed25519PrivateKey.generate()
+        log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
+        log.append({"type": "call", "args": {"x": Unprintable()}})
+        log.append({"type": "call", "n": 2})
+        log.close()
+        assert [record["type"] for record in records(tmp_path / "audit.jsonl")] == [
+            "open", "unwritable", "call", "checkpoint"]
+
+    async def test_a_head_waiter_that_gave_up_does_not_stop_the_writer(self, tmp_path):
+        key = Ed25519PrivateKey.generate()
+        log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
+        for _ in range(20):
+            waiter = asyncio.ensure_future(log.signed_head())
+            await asyncio.sleep(0)
+            waiter.cancel()
+        log.append({"type": "call", "n": 1})
+        head = await log.signed_head()
+        log.close()
+        assert records(tmp_path / "audit.jsonl")[head["seq"]] == head["checkpoint"]
+        assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
+
+
+class TestAFailedWriterFailsClosed:
+    async def test_after_a_write_failure_calls_are_refused_and_nothing_hangs(self, caplog):
+        signer = AuditSigner(Ed25519PrivateKey.generate())
+        sink = Sink(fail=True)
+        log = AuditLog(sink, signer)
+        log.append({"type": "call"})
+        for _ in range(100):
+            if not log.has_room():
+                break
+            await asyncio.sleep(0.01)
+        assert not log.has_room(), "the backpressure gate must refuse calls once records cannot be kept"
+        with pytest.raises(AuditLogClosed, match="failed"):
+            log.append({"type": "call"})
+        with pytest.raises(AuditLogClosed):
+            await log.signed_head()
+        log.close()
+        assert "audit writer failed (OSError)" in caplog.text
+
+    async def test_a_head_is_not_reused_before_its_line_is_written(self):
+        sink = Sink()
+        log = AuditLog(sink, AuditSigner(Ed25519PrivateKey.generate()))
+        written = await log.signed_head()
+        sink.gate.clear()  # the next write blocks
+        log.append({"type": "call"})
+        fresh = asyncio.ensure_future(log.signed_head())
+        await asyncio.sleep(0.05)
+        assert await log.signed_head(max_age_s=60) == written, "a head whose line is not written was handed out"
+        sink.gate.set()
+        assert (await fresh)["seq"] > written["seq"]
+        log.close()
