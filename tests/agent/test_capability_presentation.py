@@ -153,6 +153,20 @@ class TestCapabilityOfAnotherRootIsNeverSent:
         assert body[:24] not in str(refused.value) and body[-24:] not in str(refused.value)
 
 
+class TestNoCredentialInAHeader:
+    async def test_an_authorization_header_is_refused_so_no_credential_skips_the_gate(self, delegating_server,
+                                                                                       tee_stack, foreign, wire):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        with pytest.raises(ValueError, match="bearer="):
+            channel.http_client(headers={"authorization": f"Bearer {foreign}"})
+        transport = StreamableHttpTransport(channel.url, headers={"Authorization": f"Bearer {foreign}"},
+                                            httpx_client_factory=channel.httpx_client_factory())
+        with pytest.raises(RuntimeError, match="not as an Authorization header"):  # FastMCP wraps the ValueError
+            async with Client(transport):
+                pass
+        assert wire == [(ATTESTATION_ROUTE, None)]
+
+
 class TestVerifyStatusChecksThePresentedCapability:
     async def test_a_capability_of_another_root_is_refused(self, delegating_server, tee_stack, capability, foreign):
         channel = await attest_channel(delegating_server.url, tee_stack.trust)
