@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 KEY_TYPE_FOR_ALGORITHM = {"RS256": "RSA", "ES256": "EC"}
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "sub")
 MAX_SUBJECT_CHARS = 256
+# Unicode categories refused in a subject: controls, format characters (bidi overrides, zero-width),
+# surrogates, and line and paragraph separators.
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # Query parameters that would carry a token (RFC 6750 §2.3); refused, never read.
 QUERY_TOKEN_PARAMS = frozenset({"access_token"})
 PUBLIC_PATHS = frozenset({"/healthz", ATTESTATION_ROUTE})  # the route attests before any credential exists
@@ -83,9 +87,9 @@ def parse_oauth_jwks(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _printable_subject(subject: Any) -> bool:
-    """A `sub` this server can key state on: a string of 1-256 characters, none of them a control character."""
+    """A `sub` this server can key state on: 1-256 characters, none a control, format, surrogate or separator one."""
     return (isinstance(subject, str) and 0 < len(subject) <= MAX_SUBJECT_CHARS
-            and not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in subject))
+            and not any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in subject))
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:

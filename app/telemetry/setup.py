@@ -35,6 +35,8 @@ OTLP = "otlp"
 NONE = "none"
 SUPPORTED_PROTOCOLS = frozenset({"http/protobuf"})
 _SIGNALS = ("traces", "metrics")
+# What FastMCP was configured with (`FASTMCP_TELEMETRY_MODE`, default native) before this module changed it.
+FASTMCP_TELEMETRY_MODE = fastmcp.settings.telemetry_mode
 
 
 class TelemetryConfigError(ValueError):
@@ -139,8 +141,8 @@ def configure_telemetry(plan: TelemetryPlan, redactor: Redactor,
     """
     env = os.environ if env is None else env
     # FastMCP's own spans and trace-context handling run on every request; with no exporter they
-    # would serve nobody, so they are off unless an exporter is configured.
-    fastmcp.settings.telemetry_mode = "native" if plan.enabled else "off"
+    # would serve nobody, so they are off then. With one, the operator's FastMCP setting stands.
+    fastmcp.settings.telemetry_mode = FASTMCP_TELEMETRY_MODE if plan.enabled else "off"
     if not plan.enabled:
         return None
     for value in header_secrets(env):

@@ -166,6 +166,8 @@ class TestRefusedTokens:
         ({"sub": "alice\x1fmallory"}, "printable"),  # would pose as the session registry's owner separator
         ({"sub": "alice\nINFO forged log line"}, "printable"),
         ({"sub": ""}, "printable"),
+        ({"sub": "alice\u202emallory"}, "printable"),  # a bidi override that reorders how logs read
+        ({"sub": "alice\u2028x"}, "printable"),
         ({"sub": "x" * 257}, "printable"),
         ({"sub": 42}, "invalid token"),
     ])
