@@ -39,7 +39,11 @@ CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def _scoped(pattern: re.Pattern[str]) -> str:
     """The pattern as a group that keeps its own flags, so patterns can share one alternation."""
     source = pattern.pattern
-    return f"(?i:{source[4:]})" if source.startswith("(?i)") else f"(?:{source})"
+    inline = re.IGNORECASE if source.startswith("(?i)") else 0
+    if pattern.flags & ~re.UNICODE != inline:
+        # A flag passed to re.compile would be lost in the alternation; only a leading (?i) is carried over.
+        raise ValueError(f"credential pattern {source!r}: give its flags inline, as a leading (?i)")
+    return f"(?i:{source[4:]})" if inline else f"(?:{source})"
 
 
 # One search over all formats: most text holds none, and then no substitution runs at all.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 import pytest
 from fastmcp import Client
@@ -36,6 +37,13 @@ class TestCredentialPatterns:
     def test_format_is_redacted(self, text, leak):
         redacted = Redactor().redact_text(text)
         assert leak not in redacted and MARK in redacted
+
+    def test_a_pattern_with_a_compile_flag_cannot_join_the_combined_search(self):
+        from app.audit.redaction import _scoped
+
+        with pytest.raises(ValueError, match="inline"):
+            _scoped(re.compile(r"secret-\w+", re.IGNORECASE))
+        assert _scoped(re.compile(r"(?i)secret-\w+")) == r"(?i:secret-\w+)"
 
     def test_sensitive_keys_are_redacted_whatever_the_value(self):
         assert Redactor().redact({"password": "x", "Token": "y", "note": "z"}) == {
