@@ -122,6 +122,10 @@ def _audit_blob(env: Mapping[str, str]) -> AuditBlobSettings | None:
     if missing:
         raise ConfigError(f"MCP_AUDIT_SINK=blob needs {', '.join(missing)}")
     account_url = env["MCP_AUDIT_BLOB_ACCOUNT_URL"].rstrip("/")
+    if "?" in account_url or "#" in account_url:
+        # Fail closed: a query is where a SAS token would sit, and the URL is logged at start-up.
+        raise ConfigError("MCP_AUDIT_BLOB_ACCOUNT_URL must be the bare account URL, without a query or fragment "
+                          "(the server authenticates with the managed identity, never a SAS token)")
     try:
         require_https_or_loopback(account_url, "MCP_AUDIT_BLOB_ACCOUNT_URL")
     except UntrustedUrl as exc:

@@ -30,6 +30,10 @@ class TestModesAndTransports:
             load_settings({}, transport="stdio")
         assert load_settings({"MCP_AUDIT_LOG": "/tmp/a.jsonl"}, transport="stdio").transport == "stdio"
 
+    def test_stdio_refuses_bearer_auth_it_could_never_carry(self):
+        with pytest.raises(ConfigError, match="unset MCP_AUTH_ISSUER"):
+            load_settings({"MCP_AUDIT_LOG": "/tmp/a.jsonl", "MCP_AUTH_ISSUER": "dev"}, transport="stdio")
+
     @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
                                                 ("localhost", True), ("0.0.0.0", False), ("10.0.0.1", False)])
     def test_loopback_detection(self, host, loopback):
@@ -103,8 +107,12 @@ class TestAuditSink:
         with pytest.raises(ConfigError, match=missing):
             load_settings(env)
 
-    @pytest.mark.parametrize("name, value", [("MCP_AUDIT_SINK", "syslog"), ("MCP_AUDIT_BUFFER_RECORDS", "0"),
-                                             ("MCP_AUDIT_BLOB_ACCOUNT_URL", "http://acct.blob.core.windows.net")])
+    @pytest.mark.parametrize("name, value", [
+        ("MCP_AUDIT_SINK", "syslog"), ("MCP_AUDIT_BUFFER_RECORDS", "0"),
+        ("MCP_AUDIT_BLOB_ACCOUNT_URL", "http://acct.blob.core.windows.net"),
+        ("MCP_AUDIT_BLOB_ACCOUNT_URL", "https://acct.blob.core.windows.net/?sv=2024&sig=SasCanary"),  # logged at start
+        ("MCP_AUDIT_BLOB_ACCOUNT_URL", "https://acct.blob.core.windows.net/#sig=SasCanary"),
+    ])
     def test_bad_values_are_named(self, name, value):
         with pytest.raises(ConfigError, match=name):
             load_settings({**self.BLOB, name: value})

@@ -35,6 +35,12 @@ class TestCheck:
         assert "✗ upstream postgres: unreachable" in result.stdout and "✓ upstream github" in result.stdout
         assert_no_canary([result.stdout, result.stderr], "mcp-tee check")
 
+    def test_a_driver_error_quoting_part_of_the_password_is_not_printed(self, baseline_env):
+        fragment = "PwFragmentCanary%zz"  # psycopg quotes an invalid percent-escape from the DSN verbatim
+        result = check({**baseline_env, "DB_CONNECTION_STRING": f"postgresql://reader:{fragment}@127.0.0.1:1/x"})
+        assert result.returncode == 1 and "✗ upstream postgres: unreachable: ProgrammingError" in result.stdout
+        assert "PwFragmentCanary" not in result.stdout + result.stderr
+
     def test_an_invalid_policy_is_named_without_serving(self, tmp_path, monkeypatch, capsys):
         policy = tmp_path / "capabilities.toml"
         policy.write_text('[tools.send_notification]\nclass = "write"\n')
