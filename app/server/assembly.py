@@ -193,7 +193,10 @@ def _disabled_reason(secret: str, secrets: SecretBundle) -> str:
 
 def capability_root(settings: Settings, tee: TeeStartup | None) -> CapabilityRoot:
     """The capability root: derived from the released key in a TEE, else per process or from the dev state dir."""
-    if tee is not None and tee.capability_root_seed:
+    if tee is not None:
+        if not tee.capability_root_seed:
+            # Fail closed: an attested server must not bind a per-process root it calls NOT A TEE.
+            raise ConfigError("TEE start-up released no capability root seed")
         return CapabilityRoot.from_seed(tee.capability_root_seed, SOURCE_TEE)
     root = (CapabilityRoot.from_dev_state_dir(Path(settings.capability_root_dir)) if settings.capability_root_dir
             else CapabilityRoot.per_process())
