@@ -22,9 +22,10 @@ AUDIT_HEAD_MAX_AGE_S = 1.0
 
 
 def register(mcp: FastMCP, state: ServerState) -> None:
-    # The visible tool set depends only on the caller's scopes (the policy and the disabled tools are
-    # fixed at start-up), so its digest is computed once per scope set, not on every call.
-    digests: dict[frozenset[str], str] = {}
+    # The visible tool set depends only on the caller's scopes and, for a delegate, its capability's
+    # rights (the policy and the disabled tools are fixed at start-up), so its digest is computed once
+    # per (scopes, rights), not on every call.
+    digests: dict[tuple[frozenset[str], frozenset[str] | None], str] = {}
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=False))
     async def attestation_status(
@@ -36,11 +37,13 @@ def register(mcp: FastMCP, state: ServerState) -> None:
     ) -> dict:
         """Report where this server runs, with fresh attestation evidence bound to your nonce in TEE mode."""
         principal = state.principals()
-        digest = digests.get(principal.scopes)
+        seen_by = (principal.scopes,
+                   frozenset(principal.delegation.rights) if principal.delegation is not None else None)
+        digest = digests.get(seen_by)
         if digest is None:
-            # The tools this caller sees (scope-filtered), so an agent can detect a changed tool set.
+            # The tools this caller sees (filtered by scope and rights), so an agent can detect a changed set.
             visible = [tool.to_mcp_tool() for tool in await ctx.fastmcp.list_tools()]
-            digest = digests[principal.scopes] = tools_digest(visible)
+            digest = digests[seen_by] = tools_digest(visible)
         # 2026-07-28 has no session: a nonce without a named channel mints one (TEE mode), see caller_state.
         minted = new_channel_handle() if (nonce and state.settings.tee_mode and is_sessionless(ctx)
                                           and named_channel(ctx) is None) else None

@@ -96,6 +96,21 @@ class TestPresentation:
         assert not result.is_error, text_of(result)
         assert not {"mint_capability", "revoke_capability", "provide_session_credentials"} & tools
 
+    async def test_the_tools_digest_is_the_one_of_the_tools_the_sub_agent_sees(self, delegating_server):
+        from app.wire.runtime_data import tools_digest
+
+        narrowing = Attenuation(tools=frozenset({"query_database", "attestation_status"}), ttl_s=600)
+        _, token = await narrowed(delegating_server, narrowing, tools=["query_database", "attestation_status"])
+        # A principal with the scopes a capability carries (its minter's, less mcp:delegate) asks first.
+        plain = bearer(delegating_server, "mcp:read", "mcp:write", subject="bob")
+        async with mcp_session(delegating_server.url, headers=plain) as session:
+            own = (await session.call_tool("attestation_status", {})).structured_content["tools_digest"]
+        async with mcp_session(delegating_server.url, headers=presenting(token)) as session:
+            visible = (await session.list_tools()).tools
+            seen = (await session.call_tool("attestation_status", {})).structured_content["tools_digest"]
+        assert {tool.name for tool in visible} == {"query_database", "attestation_status"}
+        assert seen == tools_digest(visible) != own, "a sub-agent was given its minter's tool-set digest"
+
     @pytest.mark.parametrize("tool, arguments, refusal", [
         ("github_search_issues", {"query": "x"}, "block 1"),
         ("query_database", {"sql": "SELECT * FROM incidents"}, "block 1"),
