@@ -75,7 +75,7 @@ def build_middleware(
     untrusted = frozenset(spec.name for spec in specs if spec.untrusted_output)
     return [LayerPipeline([
         ErrorBoundaryMiddleware(untrusted, redactor),
-        *([TelemetryMiddleware(instruments(), principals)] if telemetry else []),
+        *([TelemetryMiddleware(instruments(), principals, frozenset(policy.tools))] if telemetry else []),
         audit_gate or AuditBackpressureMiddleware(audit, principals),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),

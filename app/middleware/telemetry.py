@@ -24,20 +24,25 @@ from app.telemetry.instruments import DENIED, ERROR, OK, Instruments
 from app.middleware.dispatch import TypedMiddleware
 
 
+UNDECLARED_TOOL = "undeclared"
+
+
 class TelemetryMiddleware(TypedMiddleware):
     """Outermost layer: sees every call, including those refused for audit backpressure.
 
     Args:
         instruments: The metric instruments.
         principals: Resolves the caller's principal id.
+        declared: The tool names the policy declares; any other name is recorded as `undeclared`.
 
     Example:
-        >>> FastMCP("x", middleware=[TelemetryMiddleware(Instruments(), principals), gate, audit, ...])
+        >>> FastMCP("x", middleware=[TelemetryMiddleware(Instruments(), principals, frozenset(policy.tools)), gate, audit, ...])
     """
 
-    def __init__(self, instruments: Instruments, principals: PrincipalProvider) -> None:
+    def __init__(self, instruments: Instruments, principals: PrincipalProvider, declared: frozenset[str]) -> None:
         self._instruments = instruments
         self._principals = principals
+        self._declared = declared
 
     async def on_call_tool(self, context: MiddlewareContext[mt.CallToolRequestParams],
                            call_next: CallNext[mt.CallToolRequestParams, ToolResult]) -> ToolResult:
@@ -59,7 +64,8 @@ class TelemetryMiddleware(TypedMiddleware):
 
     def _record(self, span: trace.Span, message: mt.CallToolRequestParams, result: ToolResult | None,
                 error: BaseException | None, seconds: float) -> None:
-        tool = message.name
+        # The caller picks the name: only declared tools get their own span name and metric series.
+        tool = message.name if message.name in self._declared else UNDECLARED_TOOL
         if isinstance(error, CapabilityDenied):
             outcome = DENIED
         elif error is not None or (result is not None and result.is_error):

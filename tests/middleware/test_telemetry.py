@@ -29,7 +29,8 @@ def metered():
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     mcp = FastMCP("metered", middleware=[TelemetryMiddleware(Instruments(provider.get_meter("t")),
-                                                             PrincipalProvider(auth_enabled=False))])
+                                                             PrincipalProvider(auth_enabled=False),
+                                                             frozenset({"echo", "limited"}))])
 
     @mcp.tool
     def echo(text: str) -> str:
@@ -59,3 +60,11 @@ class TestTelemetryMiddleware:
         assert points["mcp_tee.quota.refusals"] == [({"mcp_tee.tool": "limited"}, 1)]
         assert {attributes["mcp_tee.tool"] for attributes, _ in points["mcp_tee.tool.duration"]} == {"echo", "limited"}
         assert "secret-looking" not in repr(points)
+
+    async def test_an_undeclared_tool_name_gets_no_series_of_its_own(self, metered):
+        mcp, reader = metered
+        async with Client(mcp) as client:
+            with pytest.raises(ToolError):
+                await client.call_tool("x" * 100_000, {})
+        points = _points(reader)
+        assert {attributes["mcp_tee.tool"] for attributes, _ in points["mcp_tee.tool.calls"]} == {"undeclared"}
