@@ -3,7 +3,8 @@
 # - the base is a stack setting pinned by digest (no default: a build without it fails);
 # - every Python package comes from a hashed lock file, then the project itself with --no-deps;
 # - SOURCE_DATE_EPOCH is required: it fixes wheel and .pyc timestamps (checked-hash .pyc), and
-#   BuildKit's rewrite-timestamp clamps every file's mtime to it;
+#   file mtimes are NOT clamped yet with the docker builder (docs/ci.md), so a rebuild of the same
+#   commit there can change the digest and with it the pinned hostdata;
 # - no secrets, nothing fetched at run time, and the server runs as a non-root user.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}

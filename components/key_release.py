@@ -16,7 +16,8 @@ Old keys are never deleted by the program (`retain_on_delete`, declared by the `
 that the CrossGuard pack checks): deleting goes through the Key Vault data plane, which the
 deployer has no right to, and a group still running the previous image may need its key to
 restart. Disable them once nothing uses them (docs/deploy.md). Every key expires
-(`keyExpiryDays`), so a stack that never changes still rotates on a known schedule.
+(`keyExpiryDays`), so a key that is never rotated stops releasing on a known date; bump `keyRotation` before it
+(docs/deploy.md).
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def retained_release_key(resource_type: str, props: Mapping[str, Any]) -> list[s
 
 
 def expiring_release_key(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """Every exportable key has an expiry, so a stack that never changes still rotates."""
+    """Every exportable key has an expiry, so a key nobody rotates stops releasing on a known date."""
     if resource_type != KEY:
         return []
     attributes = (props.get("properties") or {}).get("attributes") or {}
