@@ -88,6 +88,12 @@ def app_env(group: Recorded) -> dict[str, str]:
     return {e["name"]: e["value"] for e in app_container(group)["environmentVariables"]}
 
 
+def deployed_release_policy(run: "ProgramRun") -> dict[str, Any]:
+    """The release policy the program puts on its Key Vault key, decoded from `releasePolicy.data`."""
+    data = run.one("azure-native:keyvault:Key").inputs["properties"]["releasePolicy"]["data"]
+    return json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+
+
 def rego_policy_for(template_json: str, flags: str = "") -> str:
     """What confcom would print for this template and flags: a base64 rego policy describing its containers."""
     template = json.loads(template_json)

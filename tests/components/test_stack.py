@@ -13,7 +13,7 @@ from components.containers import APP_PORT, OPTIONAL_PINNED_ENV, SKR_PORT
 from components.identity import ACR_PULL_ROLE, BLOB_CONTRIBUTOR_ROLE, KEY_RELEASE_ROLE, SECRETS_USER_ROLE
 from components.key_release import key_name_for
 from policy.release_policy import ACI_COMPLIANCE_STATUS
-from tests.components.harness import ProgramRun, app_container
+from tests.components.harness import ProgramRun, app_container, deployed_release_policy
 
 GROUP = "azure-native:containerinstance:ContainerGroup"
 EXPECTED_PARENTS = {
@@ -36,13 +36,8 @@ REQUIRED_OUTPUTS = {"mcp_url", "mcp_urls", "group_names", "resource_group_name",
                     "auth_issuer", "auth_audience", "auth_token_scopes", "audit_blob_account_url"}
 
 
-def _release_policy(run: ProgramRun) -> dict:
-    data = run.one("azure-native:keyvault:Key").inputs["properties"]["releasePolicy"]["data"]
-    return json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
-
-
 def _claims(run: ProgramRun) -> dict[str, str]:
-    (branch,) = _release_policy(run)["anyOf"]
+    (branch,) = deployed_release_policy(run)["anyOf"]
     return {c["claim"]: c["equals"] for c in branch["allOf"]}
 
 
@@ -94,12 +89,26 @@ class TestTrustChain:
         assert stack_run.stack_outputs["expected_hostdata"] == _claims(stack_run)["x-ms-sevsnpvm-hostdata"]
 
     def test_release_policy_pins_authority_compliance_debug_and_vmpl(self, stack_run: ProgramRun) -> None:
-        (branch,) = _release_policy(stack_run)["anyOf"]
+        (branch,) = deployed_release_policy(stack_run)["anyOf"]
         assert branch["authority"] == f"https://{stack_run.stack_outputs['maa_endpoint']}"
         claims = _claims(stack_run)
         assert claims["x-ms-compliance-status"] == ACI_COMPLIANCE_STATUS == "azure-compliant-uvm"
         assert claims["x-ms-sevsnpvm-is-debuggable"] == "false"
         assert claims["x-ms-sevsnpvm-vmpl"] == "0"
+
+    def test_the_deployed_release_policy_releases_to_the_group_and_to_nothing_else(self, stack_run: ProgramRun) -> None:
+        from app.emulator.release_policy_eval import evaluate_release_policy
+
+        policy = deployed_release_policy(stack_run)
+        issuer = policy["anyOf"][0]["authority"]
+        group_claims = {"x-ms-sevsnpvm-hostdata": stack_run.stack_outputs["expected_hostdata"],
+                        "x-ms-compliance-status": "azure-compliant-uvm", "x-ms-sevsnpvm-is-debuggable": False,
+                        "x-ms-sevsnpvm-vmpl": 0}
+        assert evaluate_release_policy(policy, group_claims, issuer=issuer).allowed
+        for changed in ({"x-ms-sevsnpvm-hostdata": "0" * 64}, {"x-ms-sevsnpvm-is-debuggable": True},
+                        {"x-ms-sevsnpvm-vmpl": 1}, {"x-ms-compliance-status": "not-compliant"}):
+            assert not evaluate_release_policy(policy, {**group_claims, **changed}, issuer=issuer).allowed, changed
+        assert not evaluate_release_policy(policy, group_claims, issuer="https://evil.attest.azure.net").allowed
 
     def test_group_carries_the_policy_confcom_printed(self, stack_run: ProgramRun) -> None:
         (confcom,) = [c for c in stack_run.of_type("command:local:Command") if c.name.endswith("-confcom")]

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.devstack.postgres import free_port
 from app.emulator.server import start_emulator
-from tests.components.harness import TEST_SECRETS, ProgramRun, app_container, app_env, run_program
+from tests.components.harness import (TEST_SECRETS, ProgramRun, app_container, app_env, deployed_release_policy,
+                                      run_program)
 from tests.support.canaries import ALL_CANARIES
 
 VENV_BIN = Path(sys.executable).parent
@@ -104,7 +105,12 @@ def booted(stack: ProgramRun, entra: EntraStandIn, tmp_path_factory: pytest.Temp
     group = stack.of_type(GROUP)[0]
     deployed = app_env(group)
     policy = group.inputs["confidentialComputeProperties"]["ccePolicy"]
-    with start_emulator(policy, key_name=deployed["SKR_KEY_NAME"],
+    # The key's own release policy, as deployed; only its authority moves to the emulator standing in for MAA.
+    port = free_port()
+    release_policy = deployed_release_policy(stack)
+    for branch in release_policy["anyOf"]:
+        branch["authority"] = f"http://127.0.0.1:{port}"
+    with start_emulator(policy, release_policy=release_policy, port=port, key_name=deployed["SKR_KEY_NAME"],
                         identity_client_id=deployed["IDENTITY_CLIENT_ID"]) as emulator:
         for key, name in SECRET_NAMES.items():
             emulator.put_sealed_secret(name, TEST_SECRETS[key].encode())
