@@ -44,7 +44,7 @@ class AuditBackpressureMiddleware(TypedMiddleware):
     Example:
         >>> gate = AuditBackpressureMiddleware(log, principals)
         >>> FastMCP("x", middleware=[gate, AuditMiddleware(log, redactor, principals), ...])
-        >>> gate.flush(); log.close()  # at shutdown
+        >>> log.close()  # writes the refusal summary, then the final checkpoint
     """
 
     def __init__(self, log: AuditLog, principals: PrincipalProvider) -> None:
@@ -53,6 +53,7 @@ class AuditBackpressureMiddleware(TypedMiddleware):
         self._lock = threading.Lock()
         self._refused: Counter[tuple[str, str]] = Counter()
         self._since: str | None = None
+        log.before_close(self.flush)  # refusals counted while the store was down, before the final checkpoint
 
     async def on_call_tool(self, context: MiddlewareContext[mt.CallToolRequestParams],
                            call_next: CallNext[mt.CallToolRequestParams, ToolResult]) -> ToolResult:

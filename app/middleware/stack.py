@@ -40,7 +40,6 @@ def build_middleware(
     refusals: RefusalLedger | None = None,
     confirmation_timeout_s: float = DEFAULT_CONFIRMATION_TIMEOUT_S,
     delegation: CapabilityGate | None = None,
-    audit_gate: AuditBackpressureMiddleware | None = None,
     telemetry: bool = False,
 ) -> list[Middleware]:
     """The whole chain, outermost first: error boundary → telemetry → audit backpressure → audit → refusal
@@ -48,8 +47,8 @@ def build_middleware(
 
     The error boundary is outermost so nothing leaves as a traceback. Telemetry comes next so it
     sees every outcome, refusals for audit backpressure included. The backpressure gate refuses
-    calls whose record could not be kept before anything else runs (pass the assembly's own
-    `audit_gate` so it can flush its refusal summary at shutdown). Audit comes next so that it
+    calls whose record could not be kept before anything else runs (its refusal summary is written
+    when the log closes). Audit comes next so that it
     records denials raised by every inner layer. The refusal budget charges every denial from the
     layers inside it, undeclared tools included, and refuses a caller whose budget is spent before
     any of them runs. Scopes run before anything else so an unauthorized
@@ -76,7 +75,7 @@ def build_middleware(
     return [LayerPipeline([
         ErrorBoundaryMiddleware(untrusted, redactor),
         *([TelemetryMiddleware(instruments(), principals, frozenset(policy.tools))] if telemetry else []),
-        audit_gate or AuditBackpressureMiddleware(audit, principals),
+        AuditBackpressureMiddleware(audit, principals),
         AuditMiddleware(audit, redactor, principals,
                         summaries={spec.name: spec.audit_summary for spec in specs if spec.audit_summary}),
         RefusalBudgetMiddleware(refusals or RefusalLedger(policy.refusals), principals),

@@ -30,7 +30,6 @@ from app.delegation.keys import SOURCE_TEE, CapabilityRoot
 from app.delegation.ledger import CapabilityLedger
 from app.delegation.service import DelegationService
 from app.middleware.audit import record_http_refusal
-from app.middleware.audit_backpressure import AuditBackpressureMiddleware
 from app.middleware.breakers import BREAKER_LEVELS, Breakers
 from app.middleware.stack import build_middleware
 from app.secrets import DB_CONNECTION_STRING, GITHUB_TOKEN, SECRET_ENV_VARS, WEBHOOK_URL
@@ -234,11 +233,9 @@ def assemble(settings: Settings, secrets: SecretBundle, *, audit_key: Ed25519Pri
     state.status_extras.append(state.delegation.status)
     if settings.telemetry.metrics:
         _observe(breakers, state, audit)
-    audit_gate = AuditBackpressureMiddleware(audit, state.principals)
-    audit.before_close(audit_gate.flush)  # refusals counted while the store was down, before the final checkpoint
     middleware = build_middleware(policy, specs, audit=audit, redactor=redactor, breakers=breakers,
                                   principals=state.principals, confirmation_timeout_s=settings.confirmation_timeout_s,
-                                  delegation=CapabilityGate(state.delegation.ledger), audit_gate=audit_gate,
+                                  delegation=CapabilityGate(state.delegation.ledger),
                                   telemetry=telemetry is not None)
     mcp = build_mcp(state, specs, middleware=middleware)
     if isinstance(state.attestation, TeeAttestation):
