@@ -144,3 +144,24 @@ def test_agent_cli_mints_into_a_private_file_and_prints_only_the_revocation_id(t
     # The file's token chains to the attested key the report names, and the report names its revocation id.
     revocation_ids = verified_chain(token, public_key_from_b64(report["capability_public_key"])).revocation_ids
     assert any(revocation_ids[0] in check["detail"] for check in report["checks"] if check["name"] == "mint_capability")
+
+
+async def test_a_sub_agent_cannot_call_a_tool_that_is_never_delegated(tee_server):
+    """provide_session_credentials seals a user's own token to a session: a capability never reaches it.
+
+    The agent already refuses to call a tool missing from the attested list, so the call goes through
+    the pinned channel with the official client, as a client driving MCP itself would.
+    """
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    from app.agent.channel import attest_channel
+
+    async with AttestedSession(tee_server.url, trust=trust(tee_server), bearer_token=user_bearer(tee_server)) as session:
+        token = (await session.mint_capability()).attenuate(Attenuation(ttl_s=600))
+    channel = await attest_channel(tee_server.url, trust(tee_server))
+    async with channel.http_client(bearer=token) as http, \
+            streamable_http_client(channel.url, http_client=http) as (read, write), ClientSession(read, write) as mcp:
+        await mcp.discover()
+        refused = await mcp.call_tool("provide_session_credentials", {"credentials": {}})
+    assert refused.is_error and "cannot be called with a delegated capability" in refused.content[0].text
