@@ -128,8 +128,7 @@ class PreAuthAttestationRoute:
         if len(nonces) != 1 or not NONCE_SHAPE.fullmatch(nonces[0]):
             raise _Refused(400, "send exactly one nonce: 16-128 base64url characters")
         nonce = nonces[0]
-        self._take(self._source_bucket(request.client.host if request.client else "unknown"), "from this address")
-        self._take(self._global, "for this server")
+        self._take_both(self._source_bucket(request.client.host if request.client else "unknown"))
         if nonce in self._nonces:
             raise _Refused(409, "this nonce was already used; send a fresh one")
         self._nonces[nonce] = None
@@ -146,9 +145,11 @@ class PreAuthAttestationRoute:
         self._sources.move_to_end(source)
         return bucket
 
-    @staticmethod
-    def _take(bucket: TokenBucket, scope: str) -> None:
-        wait = bucket.wait_time()
-        if wait > 0:
-            raise _Refused(429, f"too many attestation requests {scope}", wait)
-        bucket.take()
+    def _take_both(self, source: TokenBucket) -> None:
+        """One token from the source's bucket and one from the server's, or neither (a refusal costs nothing)."""
+        for bucket, scope in ((source, "from this address"), (self._global, "for this server")):
+            wait = bucket.wait_time()
+            if wait > 0:
+                raise _Refused(429, f"too many attestation requests {scope}", wait)
+        source.take()
+        self._global.take()

@@ -116,6 +116,20 @@ class TestFlood:
         assert len(answers) - len(refused) == PER_SOURCE_BURST
         assert int(refused[0].headers["Retry-After"]) >= 1
 
+    async def test_a_request_the_server_bucket_refuses_costs_its_source_nothing(self, clock):
+        route = PreAuthAttestationRoute(RecordingAttest(), RouteLimits(global_per_second=1, per_source_per_minute=6),
+                                        clock=clock)
+        async with client_for(route, source="192.0.2.9") as other:
+            assert (await other.get(ATTESTATION_ROUTE, params={"nonce": nonce(0)})).status_code == 200  # global empty
+        async with client_for(route) as client:
+            refused = [await client.get(ATTESTATION_ROUTE, params={"nonce": nonce(i)}) for i in range(1, 11)]
+            assert {answer.status_code for answer in refused} == {429}
+            served = 0
+            for i in range(PER_SOURCE_BURST):
+                clock.now += 1.0  # the server's bucket refills; this source's own burst is untouched
+                served += (await client.get(ATTESTATION_ROUTE, params={"nonce": nonce(100 + i)})).status_code == 200
+        assert served == PER_SOURCE_BURST
+
     async def test_a_spray_of_sources_does_not_grow_memory(self, clock):
         route = PreAuthAttestationRoute(RecordingAttest(), RouteLimits(global_per_second=1e6), clock=clock)
         for i in range(MAX_TRACKED_SOURCES + 50):
