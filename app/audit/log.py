@@ -6,9 +6,11 @@ previous line's bytes), so any change breaks the chain at the next line. Every `
 records, and at shutdown, a checkpoint line signs `(seq, prev)` with a key only this process holds
 (in TEE mode, attestation-released material), so nobody can rebuild a consistent chain after an
 edit. The shutdown checkpoint is marked `final`; a log that does not end with one was truncated or
-its writer crashed. The caller's thread only stamps the time and enqueues a record; one background
-thread chains, serialises, signs and writes, in append order, so neither the hashing nor a slow
-disk is on a tool call's path; `close()` drains and fsyncs everything.
+its writer crashed. On the event loop, `append` only stamps the time and keeps the record; one loop
+callback 2 ms later chains, serialises and signs the batch in append order, after the response that
+caused it, and a writer thread does the I/O, so a slow disk never holds up a call. (The chaining
+used to run on the writer thread too; taking the interpreter lock in the middle of the next
+request cost more than the chaining itself.) `close()` drains and fsyncs everything.
 
 A writer that died mid-write leaves a torn last line; start-up cuts it (`app.audit.recovery`) and
 says so in the new run's `open` record (`recovered`: bytes cut, their SHA-256, the last kept
@@ -35,6 +37,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
@@ -48,13 +51,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_EVERY = 100
 STDOUT_SINK = "-"
-# After the first record of a burst the writer waits this long, so one write covers the burst; short,
-# because while the writer holds the interpreter lock a request waits.
+# On an event loop a batch is chained this long after its first record: after the response that
+# caused it, and once for a burst.
 WRITE_DELAY_S = 0.002
 # How long `signed_head` waits for the writer before it gives up.
 HEAD_TIMEOUT_S = 5.0
-# What the writer thread is asked to do, in queue order.
-_RECORD, _CHECKPOINT, _HEAD, _STOP = object(), object(), object(), object()
+# What a pending entry is: a record, a signed checkpoint (its payload a head waiter or None), the final one.
+_RECORD, _CHECKPOINT, _FINAL = object(), object(), object()
 
 
 def checkpoint_message(unsigned: dict[str, Any]) -> bytes:
@@ -124,8 +127,10 @@ class AuditSigner:
 class AuditLog:
     """Appends chained, periodically signed JSON lines to a file or stdout.
 
-    The caller's thread only stamps the time and enqueues; one writer thread chains, serialises,
-    hashes, signs and writes, in the order the records were appended.
+    On an event loop, `append` only stamps the time and keeps the record; one loop callback
+    `WRITE_DELAY_S` later chains the batch (seq, prev, signatures) in append order and hands its
+    lines to the writer thread, which alone does the I/O. Without a running loop a record is
+    chained at once. Either way the caller never waits for the disk.
 
     Args:
         sink: A file path, `-` for stdout (container logs), or an `AuditSink` (for example the blob store).
@@ -142,11 +147,14 @@ class AuditLog:
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
         self._signer = signer
         self._checkpoint_every = checkpoint_every
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[object, float, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the pending batch and the chain state (`_seq`, `_prev`)
+        self._pending: list[tuple[object, float, Any]] = []
+        self._batch_loop: asyncio.AbstractEventLoop | None = None  # the loop the pending batch is chained on
+        self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._closed = False
         self._since_checkpoint = 0
-        self._latest_head: tuple[float, dict[str, Any]] | None = None  # (monotonic time, head), set by the writer
+        self._formatted_second: tuple[int, str] = (-1, "")
+        self._latest_head: tuple[float, dict[str, Any]] | None = None  # (monotonic time, head), set once written
         self._failed: BaseException | None = None  # set by the writer when a write fails; the log then refuses
         self._sink: AuditSink | None = None
         if not isinstance(sink, (str, Path)):
@@ -168,9 +176,11 @@ class AuditLog:
         opening: dict[str, Any] = {"type": "open", "key": signer.public_key_b64()}
         if recovered is not None:
             opening["recovered"] = recovered
-        self._queue.put((_RECORD, time.time(), opening))
         self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
         self._writer.start()
+        with self._lock:
+            self._pending.append((_RECORD, time.time(), opening))
+            self._chain_pending()
 
     async def signed_head(self, max_age_s: float = 0.0) -> dict[str, Any]:
         """A signed checkpoint an auditor can keep: seq, line hash, record; fresh unless one is `max_age_s` old.
@@ -187,7 +197,8 @@ class AuditLog:
             latest = self._latest_head
             if latest is not None and time.monotonic() - latest[0] <= max_age_s:
                 return latest[1]
-            self._queue.put((_HEAD, time.time(), written))
+            self._pending.append((_CHECKPOINT, time.time(), written))
+            self._chain_pending()
         try:
             return await asyncio.wait_for(asyncio.wrap_future(written), HEAD_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -198,15 +209,25 @@ class AuditLog:
         self._before_close.append(callback)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Enqueue one record for the writer; returns at once. The record must not change afterwards."""
+        """Keep one record for the next batch; returns at once. The record must not change afterwards."""
         with self._lock:
             self._check_open()
             stamp = time.time()
-            self._queue.put((_RECORD, stamp, record))
+            self._pending.append((_RECORD, stamp, record))
             self._since_checkpoint += 1
             if self._since_checkpoint >= self._checkpoint_every:
                 self._since_checkpoint = 0
-                self._queue.put((_CHECKPOINT, stamp, False))
+                self._pending.append((_CHECKPOINT, stamp, None))
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is None or self._batch_loop not in (None, loop):
+                # No loop to batch on, or the batch waits on another loop (which may never run again).
+                self._chain_pending()
+            elif self._batch_loop is None:
+                self._batch_loop = loop
+                loop.call_later(WRITE_DELAY_S, self._chain_batch)
 
     def has_room(self) -> bool:
         """False once the writer failed, or while a shipping sink's buffer is full; otherwise True."""
@@ -217,7 +238,7 @@ class AuditLog:
         return 0 if self._sink is None else self._sink.pending
 
     def close(self) -> None:
-        """Write the final checkpoint, drain the queue, flush and fsync. Safe to call twice."""
+        """Write the final checkpoint, drain the writer, flush and fsync. Safe to call twice."""
         callbacks, self._before_close = self._before_close, []
         for callback in callbacks:
             if self._failed is None:
@@ -226,8 +247,9 @@ class AuditLog:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put((_CHECKPOINT, time.time(), True))
-            self._queue.put((_STOP, 0.0, None))
+            self._pending.append((_FINAL, time.time(), None))
+            self._chain_pending()
+            self._writes.put(None)
         self._writer.join()
         if self._sink is not None:
             self._sink.close()
@@ -250,16 +272,41 @@ class AuditLog:
         if self._failed is not None:
             raise AuditLogClosed(f"the audit writer failed ({type(self._failed).__name__}); nothing more is recorded")
 
-    # Below here runs on the writer thread only: it alone touches `_seq` and `_prev`.
+    def _chain_batch(self) -> None:
+        with self._lock:
+            self._chain_pending()
+
+    def _chain_pending(self) -> None:
+        """Chain every pending entry in order and hand the lines to the writer (call with the lock held)."""
+        batch, self._pending, self._batch_loop = self._pending, [], None
+        if not batch:
+            return
+        write = _Write()
+        for kind, stamp, payload in batch:
+            if kind is _RECORD:
+                write.lines.append(self._chain(payload, stamp)[0])
+                continue
+            line, checkpoint = self._chain({"type": "checkpoint", "final": kind is _FINAL}, stamp, signed=True)
+            write.lines.append(line)
+            write.head = {"seq": checkpoint["seq"], "sha256": self._prev, "checkpoint": checkpoint}
+            if isinstance(payload, Future):
+                write.waiters.append(payload)
+        self._writes.put(write)
+
+    def _iso_time(self, stamp: float) -> str:
+        """`2026-11-29T21:59:42.606+00:00`; the seconds part is formatted once per second, not per record."""
+        second = int(stamp)
+        if second != self._formatted_second[0]:
+            self._formatted_second = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+        return f"{self._formatted_second[1]}.{int((stamp - second) * 1000):03d}+00:00"
 
     def _chain(self, record: dict[str, Any], stamp: float, *, signed: bool = False) -> tuple[str, dict[str, Any]]:
-        when = datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
-        stamped = {"seq": self._seq, "prev": self._prev, "time": when, **record}
+        stamped = {"seq": self._seq, "prev": self._prev, "time": self._iso_time(stamp), **record}
         try:
             if signed:
                 stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
             line, data = _serialise(stamped)
-        except Exception as exc:  # noqa: BLE001 - any value a caller recorded must not stop the writer
+        except Exception as exc:  # noqa: BLE001 - any value a caller recorded must not stop the log
             if signed:
                 raise
             # Never lose the slot silently: chain a record saying this one could not be written.
@@ -268,15 +315,15 @@ class AuditLog:
         self._seq += 1
         return line, stamped
 
+    # Below here runs on the writer thread only: it alone touches the stream or the sink.
+
     def _drain(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            if batch[0][0] is _RECORD:
-                time.sleep(WRITE_DELAY_S)
-            # Take whatever else is waiting, so one write covers a burst.
-            while not self._queue.empty():
-                batch.append(self._queue.get())
-            if self._failed is None:
+            writes = [self._writes.get()]
+            while not self._writes.empty():  # one write covers whatever queued up meanwhile
+                writes.append(self._writes.get())
+            batch = [write for write in writes if write is not None]
+            if self._failed is None and batch:
                 try:
                     self._write(batch)
                 except Exception as exc:  # noqa: BLE001 - a full disk or a broken store: refuse, never drop unseen
@@ -284,36 +331,34 @@ class AuditLog:
                     logger.error("audit writer failed (%s): records can no longer be kept, so calls are refused",
                                  type(exc).__name__)
             if self._failed is not None:
-                for kind, _, payload in batch:
-                    if kind is _HEAD:
-                        _settle(payload, error=AuditLogClosed("the audit writer failed"))
-            if any(kind is _STOP for kind, _, _ in batch):
+                for write in batch:
+                    for waiter in write.waiters:
+                        _settle(waiter, error=AuditLogClosed("the audit writer failed"))
+            if len(batch) < len(writes):
                 return
 
-    def _write(self, batch: list[tuple[object, float, Any]]) -> None:
-        """Chain and write one batch; a new head is published (and handed out) only once it is written."""
-        lines: list[str] = []
-        heads: list[Future[dict[str, Any]]] = []
-        latest: dict[str, Any] | None = None
-        for kind, stamp, payload in batch:
-            if kind is _RECORD:
-                lines.append(self._chain(payload, stamp)[0])
-            elif kind is not _STOP:
-                final = kind is _CHECKPOINT and payload
-                line, record = self._chain({"type": "checkpoint", "final": final}, stamp, signed=True)
-                lines.append(line)
-                latest = {"seq": record["seq"], "sha256": self._prev, "checkpoint": record}
-                if kind is _HEAD:
-                    heads.append(payload)
-        if lines and self._sink is not None:
+    def _write(self, batch: list[_Write]) -> None:
+        """Write the lines; a new head is published (and handed out) only once it is written."""
+        lines = [line for write in batch for line in write.lines]
+        if self._sink is not None:
             self._sink.write_lines(lines)
-        elif lines:
+        else:
             self._stream.write("".join(f"{line}\n" for line in lines))
             self._stream.flush()
-        if latest is not None:
-            self._latest_head = (time.monotonic(), latest)
-            for written in heads:
-                _settle(written, result=latest)
+        for write in batch:
+            if write.head is not None:
+                self._latest_head = (time.monotonic(), write.head)
+            for waiter in write.waiters:
+                _settle(waiter, result=write.head)
+
+
+@dataclass
+class _Write:
+    """One chained batch on its way to the writer: its lines, its last checkpoint, who waits for it."""
+
+    lines: list[str] = field(default_factory=list)
+    head: dict[str, Any] | None = None
+    waiters: list[Future[dict[str, Any]]] = field(default_factory=list)
 
 
 def _serialise(stamped: dict[str, Any]) -> tuple[str, bytes]:

@@ -3,6 +3,7 @@ is lost, and when Azurite comes back the buffer drains and calls run again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -60,7 +61,7 @@ async def test_calls_are_refused_while_the_store_is_down_and_nothing_is_lost(tmp
             with pytest.raises(ToolError, match="audit store is unavailable") as refused:
                 for ran in range(1, 100):
                     await client.call_tool("echo", {"text": f"call {ran}"})
-                    time.sleep(0.02)  # lets the audit writer hand the record to the sink
+                    await asyncio.sleep(0.02)  # lets the batch reach the sink
             assert "Traceback" not in str(refused.value)
             ran -= 1  # the last attempt was refused
             with pytest.raises(ToolError, match="audit store is unavailable"):

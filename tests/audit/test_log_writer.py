@@ -1,4 +1,4 @@
-"""The writer thread: chains in append order, never loses a slot, and hands out signed heads."""
+"""The audit log's writer: chains in append order, batches on the event loop, never loses a slot, hands out signed heads."""
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ class Sink:
 
     def __init__(self, *, fail: bool = False) -> None:
         self.lines: list[str] = []
+        self.writes = 0
         self.fail = fail
         self.gate = threading.Event()
         self.gate.set()
@@ -87,6 +88,7 @@ class Sink:
         if self.fail:
             raise OSError("no space left on device")
         self.lines.extend(lines)
+        self.writes += 1
 
     def has_room(self) -> bool:
         return True
@@ -102,6 +104,49 @@ class Sink:
 class Unprintable:
     def __str__(self) -> str:
         raise KeyError("boom")
+
+
+class TestBatchingOnTheEventLoop:
+    async def test_a_burst_is_chained_after_the_delay_and_written_once(self):
+        sink = Sink()
+        log = AuditLog(sink, AuditSigner(Ed25519PrivateKey.generate()))
+        for _ in range(50):
+            if sink.writes:
+                break
+            await asyncio.sleep(0.01)
+        for index in range(3):
+            log.append({"type": "call", "n": index})
+        assert log._pending, "the records were chained on the caller's path"
+        await asyncio.sleep(0.1)
+        assert [json.loads(line)["type"] for line in sink.lines] == ["open", "call", "call", "call"]
+        assert sink.writes == 2, "one write per batch"
+        log.close()
+
+    def test_a_batch_left_on_a_loop_that_ended_is_chained_by_the_next_append(self, tmp_path):
+        key = Ed25519PrivateKey.generate()
+        log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
+
+        async def append_and_leave() -> None:
+            log.append({"type": "call", "n": 1})  # its batch is due on a loop that then ends
+
+        asyncio.run(append_and_leave())
+        log.append({"type": "call", "n": 2})
+        log.close()
+        assert [record.get("n") for record in records(tmp_path / "audit.jsonl")] == [None, 1, 2, None]
+        assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
+
+    async def test_a_slow_sink_holds_up_neither_append_nor_the_loop(self):
+        sink = Sink()
+        log = AuditLog(sink, AuditSigner(Ed25519PrivateKey.generate()))
+        sink.gate.clear()  # every write now blocks
+        for index in range(100):
+            log.append({"type": "call", "n": index})
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # the batch is chained on the loop and waits at the writer
+        assert not log._pending
+        sink.gate.set()
+        log.close()
+        assert [json.loads(line).get("n") for line in sink.lines if '"call"' in line] == list(range(100))
 
 
 class TestTheWriterNeverDiesOfARecord:
