@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import jwt
+from fastmcp.server.auth import AccessToken
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -287,7 +287,10 @@ class BearerAuthApp:
         return None
 
     def _user(self, client: str, principal: Principal) -> AuthenticatedUser:
-        """The SDK's view of the caller, built once per (client, subject, scopes) and reused."""
+        """The SDK's view of the caller, built once per (client, subject, scopes) and reused.
+
+        FastMCP's own `AccessToken` type, so FastMCP need not convert it on each of its lookups.
+        """
         key = (client, principal.subject, principal.scopes)
         user = self._users.get(key)
         if user is None:

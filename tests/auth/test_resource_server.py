@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastmcp.server.auth import AccessToken as FastMcpAccessToken
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
@@ -281,3 +282,22 @@ class TestVerifiedTokenCache:
         clock.advance(120 + verifier.settings.leeway + 1)  # past exp + leeway; the cache must not vouch for it
         with pytest.raises(AuthError, match="expired"):
             await verifier.verify(token)
+
+
+class TestTheCallerAsTheSdkSeesIt:
+    async def test_the_user_carries_fastmcps_own_token_type_and_never_the_token(self, harness):
+        token = harness.mint(sub="alice", scope="mcp:read")
+        seen: dict = {}
+
+        async def inner(scope, receive, send) -> None:
+            seen.update(scope)
+
+        app = protect_app(inner, harness.settings, BearerTokenVerifier(harness.settings))
+        scope = {"type": "http", "method": "POST", "path": "/mcp", "query_string": b"",
+                 "headers": [(b"authorization", f"Bearer {token}".encode())]}
+        await app(scope, None, None)
+        access = seen["user"].access_token
+        # FastMCP converts any other type on each of its per-call lookups (issue 15).
+        assert isinstance(access, FastMcpAccessToken)
+        assert access.subject == "alice" and access.scopes == ["mcp:read"] and access.token == ""
+        assert all(name != b"authorization" for name, _ in seen["headers"])
