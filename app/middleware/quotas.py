@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -77,6 +77,38 @@ class TokenBucket:
         self._tokens -= 1.0
 
 
+class BucketsByKey:
+    """One token bucket per key, in a size-capped LRU map: the least recently used key is forgotten first.
+
+    Args:
+        clock: Monotonic seconds.
+        max_tracked: Keys remembered at most, so a flood of distinct keys cannot grow memory.
+
+    Example:
+        >>> sources = BucketsByKey(time.monotonic, max_tracked=4096)
+        >>> sources.bucket("203.0.113.7", Quota(per_minute=30, burst=5)).wait_time()
+        0.0
+    """
+
+    def __init__(self, clock: Clock, max_tracked: int) -> None:
+        self._clock = clock
+        self._max_tracked = max_tracked
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def bucket(self, key: Hashable, quota: Quota) -> TokenBucket:
+        """The bucket of `key`, made full with `quota` when the key is new (or was forgotten)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(quota, self._clock)
+            if len(self._buckets) > self._max_tracked:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
 class RateLimiter:
     """Per-(principal, tool) buckets plus one global bucket.
 
@@ -93,27 +125,15 @@ class RateLimiter:
     def __init__(self, policy: CapabilityPolicy, clock: Clock = time.monotonic,
                  max_tracked: int = MAX_TRACKED_BUCKETS) -> None:
         self._policy = policy
-        self._clock = clock
-        self._max_tracked = max_tracked
         self._global = TokenBucket(policy.global_quota, clock)
-        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
-
-    def _bucket(self, subject: str, tool: str, quota: Quota) -> TokenBucket:
-        key = (subject, tool)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(quota, self._clock)
-            if len(self._buckets) > self._max_tracked:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(key)
-        return bucket
+        self._buckets = BucketsByKey(clock, max_tracked)
 
     def check(self, subject: str, tool: str) -> None:
         """Consume one call for `subject` on `tool`, or raise `QuotaExceeded` and consume nothing."""
         tool_policy = self._policy.tool(tool)
         if tool_policy is None:
             deny("unknown tool or not permitted", layer="quota")
-        own = self._bucket(subject, tool, tool_policy.quota)
+        own = self._buckets.bucket((subject, tool), tool_policy.quota)
         own_wait, global_wait = own.wait_time(), self._global.wait_time()
         if own_wait > 0:
             raise QuotaExceeded(f"rate limit for {tool!r} exceeded", math.ceil(own_wait))

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 
 from app.attestation.sidecar import SidecarError
 from app.capability_policy import Quota
-from app.middleware.quotas import TokenBucket
+from app.middleware.quotas import BucketsByKey, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class PreAuthAttestationRoute:
         self._source_quota = Quota(per_minute=limits.per_source_per_minute, burst=PER_SOURCE_BURST)
         self._global = TokenBucket(Quota(per_minute=limits.global_per_second * 60,
                                          burst=max(1, int(limits.global_per_second))), clock)
-        self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._sources = BucketsByKey(clock, MAX_TRACKED_SOURCES)
         self._nonces: OrderedDict[str, None] = OrderedDict()
         self.maa_calls = 0
 
@@ -128,22 +128,13 @@ class PreAuthAttestationRoute:
         if len(nonces) != 1 or not NONCE_SHAPE.fullmatch(nonces[0]):
             raise _Refused(400, "send exactly one nonce: 16-128 base64url characters")
         nonce = nonces[0]
-        self._take_both(self._source_bucket(request.client.host if request.client else "unknown"))
+        self._take_both(self._sources.bucket(request.client.host if request.client else "unknown", self._source_quota))
         if nonce in self._nonces:
             raise _Refused(409, "this nonce was already used; send a fresh one")
         self._nonces[nonce] = None
         if len(self._nonces) > MAX_REMEMBERED_NONCES:
             self._nonces.popitem(last=False)
         return nonce
-
-    def _source_bucket(self, source: str) -> TokenBucket:
-        bucket = self._sources.get(source)
-        if bucket is None:
-            bucket = self._sources[source] = TokenBucket(self._source_quota, self._clock)
-            if len(self._sources) > MAX_TRACKED_SOURCES:
-                self._sources.popitem(last=False)
-        self._sources.move_to_end(source)
-        return bucket
 
     def _take_both(self, source: TokenBucket) -> None:
         """One token from the source's bucket and one from the server's, or neither (a refusal costs nothing)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.principal import LOCAL_SUBJECT, PRINCIPAL_SCOPE_KEY
 from app.auth.resource_server import HttpRefusal, RefusalHook
 from app.capability_policy import SessionLimits
-from app.middleware.quotas import Clock, TokenBucket
+from app.middleware.quotas import BucketsByKey, Clock
 
 SESSION_IDLE_TIMEOUT_S = 30 * 60  # handed to the SDK too, so both forget an idle session together
 MAX_TRACKED_PRINCIPALS = 10_000
@@ -69,7 +68,7 @@ class SessionAdmission:
         self._on_refusal = on_refusal
         self._sessions: dict[str, _OpenSession] = {}
         self._opening: dict[str, int] = {}  # owner -> opening requests in flight
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets = BucketsByKey(clock, MAX_TRACKED_PRINCIPALS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self._path:
@@ -100,7 +99,7 @@ class SessionAdmission:
                                f"Mcp-Session-Id, or let an idle one expire after {SESSION_IDLE_TIMEOUT_S // 60} min",
                                retry_after_s=60)
             return
-        bucket = self._bucket(owner)
+        bucket = self._buckets.bucket(owner, self._limits.opens)
         wait = bucket.wait_time()
         if wait > 0:
             await self._refuse(scope, receive, send, "too many new MCP sessions from this principal",
@@ -158,15 +157,6 @@ class SessionAdmission:
         cutoff = self._clock() - SESSION_IDLE_TIMEOUT_S
         for session_id in [sid for sid, s in self._sessions.items() if not s.in_flight and s.last_active < cutoff]:
             del self._sessions[session_id]
-
-    def _bucket(self, owner: str) -> TokenBucket:
-        bucket = self._buckets.get(owner)
-        if bucket is None:
-            bucket = self._buckets[owner] = TokenBucket(self._limits.opens, self._clock)
-            if len(self._buckets) > MAX_TRACKED_PRINCIPALS:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(owner)
-        return bucket
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str, *, retry_after_s: int) -> None:
         """The one way this layer refuses: audit, then a JSON-RPC error with 429 and Retry-After."""

@@ -133,7 +133,7 @@ class TestFlood:
     async def test_a_spray_of_sources_does_not_grow_memory(self, clock):
         route = PreAuthAttestationRoute(RecordingAttest(), RouteLimits(global_per_second=1e6), clock=clock)
         for i in range(MAX_TRACKED_SOURCES + 50):
-            route._source_bucket(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+            route._sources.bucket(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", route._source_quota)
         assert len(route._sources) == MAX_TRACKED_SOURCES
 
 
