@@ -148,7 +148,7 @@ class AuditLog:
         self._signer = signer
         self._checkpoint_every = checkpoint_every
         self._lock = threading.Lock()  # guards the pending batch and the chain state (`_seq`, `_prev`)
-        self._pending: list[tuple[object, float, Any]] = []
+        self._pending: list[tuple[object, float, Any]] = []  # (kind, time, a record, its builder or a head waiter)
         self._batch_loop: asyncio.AbstractEventLoop | None = None  # the loop the pending batch is chained on
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._closed = False
@@ -208,8 +208,12 @@ class AuditLog:
         """Run `callback` (which may still `append`) when `close()` starts, before the final checkpoint."""
         self._before_close.append(callback)
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Keep one record for the next batch; returns at once. The record must not change afterwards."""
+    def append(self, record: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Keep one record for the next batch; returns at once.
+
+        The record must not change afterwards. It may be a function that builds it, called once
+        when the batch is chained, so building it (redaction, clipping) also falls after the response.
+        """
         with self._lock:
             self._check_open()
             stamp = time.time()
@@ -300,9 +304,11 @@ class AuditLog:
             self._formatted_second = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
         return f"{self._formatted_second[1]}.{int((stamp - second) * 1000):03d}+00:00"
 
-    def _chain(self, record: dict[str, Any], stamp: float, *, signed: bool = False) -> tuple[str, dict[str, Any]]:
-        stamped = {"seq": self._seq, "prev": self._prev, "time": self._iso_time(stamp), **record}
+    def _chain(self, record: dict[str, Any] | Callable[[], dict[str, Any]], stamp: float, *,
+               signed: bool = False) -> tuple[str, dict[str, Any]]:
         try:
+            stamped = {"seq": self._seq, "prev": self._prev, "time": self._iso_time(stamp),
+                       **(record() if callable(record) else record)}
             if signed:
                 stamped["sig"] = self._signer.sign(checkpoint_message(stamped))
             line, data = _serialise(stamped)

@@ -88,6 +88,14 @@ class Redactor:
                 self._secrets.discard(value)
                 self._recompile()
 
+    def frozen(self) -> Redactor:
+        """A copy that keeps this moment's secret set: a record built a little later (in the audit batch)
+        is scrubbed of a session token even if that session ended in between."""
+        copy = Redactor()
+        with self._lock:
+            copy._secrets, copy._exact = set(self._secrets), self._exact
+        return copy
+
     def _recompile(self) -> None:
         # Longest first, so a secret containing another is removed whole.
         ordered = sorted(self._secrets, key=len, reverse=True)

@@ -164,25 +164,32 @@ class AuditMiddleware(TypedMiddleware):
             return
         for due in self._suppressed.due():
             self._log.append(due)
+        decision, status = self._decision(error), outcome_status(result, error)
+        error_name = type(error).__name__ if error is not None else None
         summary = self._summaries.get(tool)
-        omitted = summary.omit if summary is not None else frozenset()
-        record: dict[str, Any] = {
-            "type": "call",
-            "principal": subject,
-            "token_id": token_id,
-            "tool": clip_text(tool, MAX_NAME_CHARS, self._redactor.redact_text),
-            "decision": self._decision(error),
-            "outcome": {"status": outcome_status(result, error),
-                        "error": type(error).__name__ if error is not None else None},
-            "latency_ms": round(latency_ms, 3),
-            "args_shape": argument_shape(args),
-            "args": clip_value({k: v for k, v in args.items() if k not in omitted}, self._redactor.redact_text),
-        }
-        if delegation is not None:
-            record["delegation"] = self._redactor.redact(delegation)
-        if summary is not None:
-            record["summary"] = self._redactor.redact(summary.summarize(args, result))
-        self._log.append(record)
+        redactor = self._redactor.frozen()  # the secrets of this moment, though the record is built later
+
+        def build() -> dict[str, Any]:
+            # Called when the batch is chained, after the response: redaction and clipping cost the call nothing.
+            omitted = summary.omit if summary is not None else frozenset()
+            record: dict[str, Any] = {
+                "type": "call",
+                "principal": subject,
+                "token_id": token_id,
+                "tool": clip_text(tool, MAX_NAME_CHARS, redactor.redact_text),
+                "decision": decision,
+                "outcome": {"status": status, "error": error_name},
+                "latency_ms": round(latency_ms, 3),
+                "args_shape": argument_shape(args),
+                "args": clip_value({k: v for k, v in args.items() if k not in omitted}, redactor.redact_text),
+            }
+            if delegation is not None:
+                record["delegation"] = redactor.redact(delegation)
+            if summary is not None:
+                record["summary"] = redactor.redact(summary.summarize(args, result))
+            return record
+
+        self._log.append(build)
 
     def _decision(self, error: BaseException | None) -> dict[str, Any]:
         if isinstance(error, CapabilityDenied):

@@ -169,6 +169,17 @@ class TestTheWriterNeverDiesOfARecord:
         assert [record["type"] for record in records(tmp_path / "audit.jsonl")] == [
             "open", "unwritable", "call", "checkpoint"]
 
+    def test_a_record_builder_that_raises_takes_its_slot_as_unwritable(self, tmp_path):
+        key = Ed25519PrivateKey.generate()
+        log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
+        log.append(lambda: {"type": "call", "n": 1 // 0})
+        log.append(lambda: {"type": "call", "n": 2})
+        log.close()
+        written = records(tmp_path / "audit.jsonl")
+        assert [(record["type"], record.get("error")) for record in written[1:3]] == [
+            ("unwritable", "ZeroDivisionError"), ("call", None)]
+        assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
+
     async def test_a_head_waiter_that_gave_up_does_not_stop_the_writer(self, tmp_path):
         key = Ed25519PrivateKey.generate()
         log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))

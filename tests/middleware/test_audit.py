@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import Client
 
+from app.audit import log as audit_log
 from app.audit.log import AuditLog, AuditSigner
 from app.audit.verify import verify_audit_log
 from app.errors import UpstreamError
@@ -94,6 +95,21 @@ class _SlowStream:
 
     def flush(self) -> None:
         time.sleep(0.05)
+
+
+class TestRecordsBuiltAfterTheResponse:
+    async def test_a_secret_forgotten_before_the_batch_is_chained_is_still_scrubbed(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(audit_log, "WRITE_DELAY_S", 60.0)  # the batch waits until close()
+        token = "session-token-canary-7f3a9c"
+        stack = Stack(tmp_path)
+        stack.redactor.add_secret(token)  # as a session credential is, while its session lives
+        async with stack.client() as client:
+            await client.call_tool("github_search_issues", {"query": f"leak {token}"})
+        assert not stack.calls(), "the record was built on the call's path"
+        stack.redactor.remove_secret(token)  # the session ended before the batch was chained
+        stack.audit.close()
+        assert stack.calls()[0]["args"] == {"query": "leak [REDACTED]"}
+        assert token not in stack.audit_path.read_text()
 
 
 class TestNeverBlocksAndLosesNothing:
