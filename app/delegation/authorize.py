@@ -24,6 +24,8 @@ from app.delegation.token import REQUEST_FACTS, VerifiedCapability, authorizer_b
 
 ALLOW_POLICY = "allow if tool($t), right($t);"
 _FAILED_BLOCK = re.compile(r"in block n°(\d+)")
+_NO_POLICY = "no matching policy"
+_UNEVALUATED = "the capability could not be evaluated for this call"
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class CapabilityGate:
             except AuthorizationError as exc:
                 _refuse(str(exc), facts.tool)
             except Exception:  # Fail closed: an evaluation error (limits, bad token) is a refusal.
-                reject("the capability could not be evaluated for this call")
+                reject(_UNEVALUATED)
 
         self.ledger.admit_call(capability.revocation_ids, capability.expires_at, now, authorize)
 
@@ -98,4 +100,6 @@ def _refuse(detail: str, tool: str) -> None:
         where = ", ".join(map(str, blocks))
         reject(f"the delegated capability does not allow this call: a check in block {where} failed "
                "(tool, table, max_rows, channel, expiry or call budget)")
+    if _NO_POLICY not in detail:  # Biscuit reports its limits, overflow and division by zero this way too.
+        reject(_UNEVALUATED)
     reject(f"the delegated capability grants no right to call {tool[:64]!r}")

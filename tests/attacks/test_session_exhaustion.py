@@ -41,3 +41,17 @@ class TestSessionExhaustion:
             other = server.initialize(client, "bob").status_code
         assert answers[:10] == [200] * 10 and answers[10:] == [429, 429]
         assert other == 200
+
+    def test_another_principals_session_id_is_refused_and_the_owner_keeps_it(self, tmp_path):
+        with authed_stack(tmp_path) as server, httpx.Client(timeout=10) as client:
+            alice = server.open_session(client, "alice")
+            held = server.stack.admission.open_sessions("alice")
+            stolen = {**server.headers("mallory"), "Mcp-Session-Id": alice["Mcp-Session-Id"],
+                      "MCP-Protocol-Version": alice["MCP-Protocol-Version"]}
+            ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+            assert client.post(server.url, json=ping, headers=stolen).status_code == 404
+            assert client.delete(server.url, headers=stolen).status_code == 404, "a stranger cannot end it"
+            assert server.stack.admission.open_sessions("alice") == held == 1
+            assert server.stack.admission.open_sessions("mallory") == 0
+            answer = server.legacy_call(client, alice, "attestation_status", {})
+        assert not answer["result"].get("isError") and answer["result"]["structuredContent"]["mode"] == "env", answer

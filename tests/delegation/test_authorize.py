@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from biscuit_auth import BlockBuilder
 
+from app.delegation import authorize
 from app.delegation.authorize import CallFacts, CapabilityGate
 from app.delegation.errors import CapabilityRefused
 from app.delegation.keys import CapabilityRoot
 from app.delegation.ledger import CapabilityLedger
-from app.delegation.token import mint, verify_presented
+from app.delegation.token import REQUEST_FACTS, mint, verify_presented
 from app.wire.capability_token import TOKEN_MARKER, Attenuation, attenuate
 from app.guards.sql_relations import relations_read
 from tests.delegation.helpers import Clock, minted
@@ -127,6 +128,36 @@ class TestNothingWidens:
         capability = verify_presented(minted(root, rights={"query_database"}), root.public_key)
         with pytest.raises(CapabilityRefused, match="grants no right"):
             gate.check(capability, CallFacts("send_notification", channel="general"))
+
+
+# Attenuation blocks a sub-agent may append: each passes presentation (no rule runs there) and then
+# makes the call's evaluation fail rather than answer.
+UNEVALUABLE_BLOCKS = {
+    "fact explosion past the limits": " ".join(f"f({n});" for n in range(40)) + " pair($a, $b) <- f($a), f($b), tool($t);",
+    "integer overflow": "check if 9223372036854775807 + 1 > 0;",
+    "division by zero": "check if 1 / 0 == 1;",
+}
+
+
+class TestFailClosed:
+    @pytest.mark.parametrize("block", UNEVALUABLE_BLOCKS.values(), ids=UNEVALUABLE_BLOCKS.keys())
+    def test_a_block_that_cannot_be_evaluated_is_refused_and_spends_nothing(self, root, gate, block) -> None:
+        parent = narrowed(root, Attenuation(max_calls=1))
+        hostile = TOKEN_MARKER + parent.token.append(BlockBuilder(block)).to_base64()
+        with pytest.raises(CapabilityRefused, match="could not be evaluated") as refused:
+            gate.check(verify_presented(hostile, root.public_key), CallFacts("query_database"))
+        assert hostile[len(TOKEN_MARKER):][:24] not in str(refused.value)
+        gate.check(parent, CallFacts("query_database"))  # the one call in the budget is still there
+
+    def test_a_fact_outside_the_vocabulary_is_never_stated(self, root, gate, monkeypatch) -> None:
+        """Unreachable but by a bug: the server states a fact its vocabulary lacks (here `channel`, as if
+        the vocabulary had drifted). No public input reaches this, so the drift is made by hand."""
+        monkeypatch.setattr(authorize, "REQUEST_FACTS", REQUEST_FACTS - {"channel"})
+        capability = narrowed(root, Attenuation(max_calls=1))
+        with pytest.raises(CapabilityRefused, match="outside its vocabulary"):
+            gate.check(capability, CallFacts("send_notification", channel="general"))
+        monkeypatch.undo()
+        gate.check(capability, CallFacts("send_notification", channel="general"))  # nothing was spent
 
 
 class TestRevocation:

@@ -49,6 +49,16 @@ class TestMint:
         with pytest.raises(CapabilityRefused, match="cannot revoke"):
             service.revoke(delegated, minted["revocation_id"])
 
+    @pytest.mark.parametrize("scopes, tools", [
+        (frozenset({DELEGATE_SCOPE}), None),  # no delegable tool needs only the delegate scope
+        (ALICE.scopes, []),
+    ])
+    def test_nothing_to_delegate_mints_nothing(self, service, scopes, tools) -> None:
+        bearer = Principal("alice", scopes, expires_at=ALICE.expires_at)
+        with pytest.raises(CapabilityRefused, match="nothing to delegate"):
+            service.mint(bearer, tools=tools, ttl_s=600)
+        assert len(service.ledger) == 0
+
     def test_bearer_without_expiry_cannot_mint(self, service) -> None:
         with pytest.raises(CapabilityRefused, match="expiry"):
             service.mint(Principal("local-dev", ALICE.scopes), tools=None, ttl_s=60)

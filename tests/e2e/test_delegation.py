@@ -77,6 +77,16 @@ class TestMinting:
             asked = await s.call_tool("mint_capability", {"tools": ["send_notification"]})
         assert asked.is_error and "cannot delegate" in text_of(asked)
 
+    @pytest.mark.parametrize("scopes, arguments", [
+        (("mcp:delegate",), {}),  # the delegate scope alone allows no delegable tool
+        (ALL_SCOPES, {"tools": []}),  # asking for no tool at all
+    ])
+    async def test_nothing_to_delegate_is_refused(self, delegating_server, scopes, arguments):
+        async with mcp_session(delegating_server.url, headers=bearer(delegating_server, *scopes)) as session:
+            result = await session.call_tool("mint_capability", arguments)
+        assert result.is_error and "nothing to delegate" in text_of(result)
+        assert "biscuit~" not in text_of(result) and "Traceback" not in text_of(result)
+
     async def test_mint_says_the_root_is_not_a_tee(self, delegating_server):
         minted = await mint(delegating_server, *ALL_SCOPES)
         assert "NOT A TEE" in minted["capability_root_source"]

@@ -149,7 +149,9 @@ class Stack:
     def http_app(self):
         """The toy server over streamable HTTP on /mcp, behind session admission as in production."""
         app = self.server.http_app(path="/mcp", session_idle_timeout=SESSION_IDLE_TIMEOUT_S)
-        return SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock, on_refusal=self.record_refusal)
+        self.admission = SessionAdmission(app, self.policy.sessions, "/mcp", clock=self.clock,
+                                          on_refusal=self.record_refusal)
+        return self.admission
 
     def record_refusal(self, refusal: HttpRefusal) -> None:
         """Audit a refusal at the HTTP layer, as `AssembledServer.record_refusal` does."""
