@@ -28,7 +28,6 @@ later demand it with `audit verify --expect-head`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -42,10 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from app.audit.recovery import GENESIS, chain_head, line_hash
+from app.audit.signing import AuditSigner, checkpoint_message
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +55,6 @@ WRITE_DELAY_S = 0.002
 HEAD_TIMEOUT_S = 5.0
 # What a pending entry is: a record, a signed checkpoint (its payload a head waiter or None), the final one.
 _RECORD, _CHECKPOINT, _FINAL = object(), object(), object()
-
-
-def checkpoint_message(unsigned: dict[str, Any]) -> bytes:
-    """The exact bytes a checkpoint signs: every field but `sig`, canonically serialised."""
-    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return b"mcp-tee-audit-checkpoint\n" + canonical.encode()
-
-
-def public_key_b64(key: Ed25519PublicKey) -> str:
-    """Standard base64 of the raw 32-byte public key (what `audit verify --public-key` takes)."""
-    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
 class AuditLogClosed(RuntimeError):
@@ -98,30 +84,6 @@ class AuditSink(Protocol):
     def close(self) -> None:
         """Ship what is buffered, within the sink's own deadline."""
         ...
-
-
-class AuditSigner:
-    """Signs checkpoints.
-
-    Args:
-        private_key: A per-process key outside a TEE, or the attestation-derived key inside one.
-
-    Example:
-        >>> signer = AuditSigner(Ed25519PrivateKey.generate())
-        >>> signer.public_key_b64()  # publish in attestation_status
-    """
-
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
-        self._public_key_b64 = public_key_b64(private_key.public_key())
-
-    def sign(self, message: bytes) -> str:
-        """Standard base64 Ed25519 signature of `message`."""
-        return base64.b64encode(self._key.sign(message)).decode()
-
-    def public_key_b64(self) -> str:
-        """The public half, for `attestation_status` and the verifier."""
-        return self._public_key_b64
 
 
 class AuditLog:
@@ -212,7 +174,8 @@ class AuditLog:
         """Keep one record for the next batch; returns at once.
 
         The record must not change afterwards. It may be a function that builds it, called once
-        when the batch is chained, so building it (redaction, clipping) also falls after the response.
+        when the batch is chained, so building it (redaction, clipping) also falls after the response;
+        it runs with the log's lock held, so it must not call back into the log.
         """
         with self._lock:
             self._check_open()
@@ -252,14 +215,16 @@ class AuditLog:
                 return
             self._closed = True
             self._pending.append((_FINAL, time.time(), None))
-            self._chain_pending()
-            self._writes.put(None)
+            try:
+                self._chain_pending()
+            finally:
+                self._writes.put(None)
         self._writer.join()
         if self._sink is not None:
             self._sink.close()
             return
         if self._failed is not None:
-            logger.error("audit log closed without its final checkpoint: the writer failed (%s)",
+            logger.error("audit log closed without its final checkpoint: it failed (%s)",
                          type(self._failed).__name__)
             if self._owns_stream:
                 self._stream.close()
@@ -274,7 +239,7 @@ class AuditLog:
         if self._closed:
             raise AuditLogClosed("audit log is closed")
         if self._failed is not None:
-            raise AuditLogClosed(f"the audit writer failed ({type(self._failed).__name__}); nothing more is recorded")
+            raise AuditLogClosed(f"the audit log failed ({type(self._failed).__name__}); nothing more is recorded")
 
     def _chain_batch(self) -> None:
         with self._lock:
@@ -283,18 +248,26 @@ class AuditLog:
     def _chain_pending(self) -> None:
         """Chain every pending entry in order and hand the lines to the writer (call with the lock held)."""
         batch, self._pending, self._batch_loop = self._pending, [], None
-        if not batch:
+        if not batch or self._failed is not None:
             return
         write = _Write()
-        for kind, stamp, payload in batch:
-            if kind is _RECORD:
-                write.lines.append(self._chain(payload, stamp)[0])
-                continue
-            line, checkpoint = self._chain({"type": "checkpoint", "final": kind is _FINAL}, stamp, signed=True)
-            write.lines.append(line)
-            write.head = {"seq": checkpoint["seq"], "sha256": self._prev, "checkpoint": checkpoint}
-            if isinstance(payload, Future):
-                write.waiters.append(payload)
+        try:
+            for kind, stamp, payload in batch:
+                if kind is _RECORD:
+                    write.lines.append(self._chain(payload, stamp)[0])
+                    continue
+                line, checkpoint = self._chain({"type": "checkpoint", "final": kind is _FINAL}, stamp, signed=True)
+                write.lines.append(line)
+                write.head = {"seq": checkpoint["seq"], "sha256": self._prev, "checkpoint": checkpoint}
+                if isinstance(payload, Future):
+                    write.waiters.append(payload)
+        except BaseException as exc:  # noqa: BLE001 - a checkpoint that cannot be signed: stop, fail closed
+            # The lines chained so far are consistent and still written; nothing joins the chain after them.
+            write.fails_with = exc
+            self._failed = exc
+            logger.error("audit chaining failed (%s): records can no longer be kept, so calls are refused",
+                         type(exc).__name__)
+            write.waiters.extend(payload for _, _, payload in batch if isinstance(payload, Future))
         self._writes.put(write)
 
     def _iso_time(self, stamp: float) -> str:
@@ -324,22 +297,24 @@ class AuditLog:
     # Below here runs on the writer thread only: it alone touches the stream or the sink.
 
     def _drain(self) -> None:
+        broken = False  # a write failed: nothing after it is written
         while True:
             writes = [self._writes.get()]
             while not self._writes.empty():  # one write covers whatever queued up meanwhile
                 writes.append(self._writes.get())
             batch = [write for write in writes if write is not None]
-            if self._failed is None and batch:
+            if not broken and batch:
                 try:
                     self._write(batch)
                 except Exception as exc:  # noqa: BLE001 - a full disk or a broken store: refuse, never drop unseen
-                    self._failed = exc
+                    broken = True
+                    self._failed = self._failed or exc
                     logger.error("audit writer failed (%s): records can no longer be kept, so calls are refused",
                                  type(exc).__name__)
-            if self._failed is not None:
-                for write in batch:
+            for write in batch:
+                if broken or write.fails_with is not None:
                     for waiter in write.waiters:
-                        _settle(waiter, error=AuditLogClosed("the audit writer failed"))
+                        _settle(waiter, error=AuditLogClosed("the audit log failed"))
             if len(batch) < len(writes):
                 return
 
@@ -352,6 +327,8 @@ class AuditLog:
             self._stream.write("".join(f"{line}\n" for line in lines))
             self._stream.flush()
         for write in batch:
+            if write.fails_with is not None:
+                continue  # its waiters are told the log failed
             if write.head is not None:
                 self._latest_head = (time.monotonic(), write.head)
             for waiter in write.waiters:
@@ -365,6 +342,7 @@ class _Write:
     lines: list[str] = field(default_factory=list)
     head: dict[str, Any] | None = None
     waiters: list[Future[dict[str, Any]]] = field(default_factory=list)
+    fails_with: BaseException | None = None  # chaining stopped here: the lines before are written, then the log stops
 
 
 def _serialise(stamped: dict[str, Any]) -> tuple[str, bytes]:

@@ -89,11 +89,10 @@ class Redactor:
                 self._recompile()
 
     def frozen(self) -> Redactor:
-        """A copy that keeps this moment's secret set: a record built a little later (in the audit batch)
-        is scrubbed of a session token even if that session ended in between."""
+        """A scrubbing-only copy with this moment's secret set: a record built a little later (in the audit
+        batch) is scrubbed of a session token even if that session ended in between. It learns no secrets."""
         copy = Redactor()
-        with self._lock:
-            copy._secrets, copy._exact = set(self._secrets), self._exact
+        copy._exact = self._exact  # compiled once per change and never altered: sharing it is a snapshot
         return copy
 
     def _recompile(self) -> None:

@@ -168,10 +168,10 @@ class AuditMiddleware(TypedMiddleware):
         error_name = type(error).__name__ if error is not None else None
         summary = self._summaries.get(tool)
         redactor = self._redactor.frozen()  # the secrets of this moment, though the record is built later
+        summarized = result if summary is not None else None  # nothing else of the result is kept
 
         def build() -> dict[str, Any]:
             # Called when the batch is chained, after the response: redaction and clipping cost the call nothing.
-            omitted = summary.omit if summary is not None else frozenset()
             record: dict[str, Any] = {
                 "type": "call",
                 "principal": subject,
@@ -180,13 +180,17 @@ class AuditMiddleware(TypedMiddleware):
                 "decision": decision,
                 "outcome": {"status": status, "error": error_name},
                 "latency_ms": round(latency_ms, 3),
-                "args_shape": argument_shape(args),
-                "args": clip_value({k: v for k, v in args.items() if k not in omitted}, redactor.redact_text),
             }
-            if delegation is not None:
-                record["delegation"] = redactor.redact(delegation)
-            if summary is not None:
-                record["summary"] = redactor.redact(summary.summarize(args, result))
+            try:
+                omitted = summary.omit if summary is not None else frozenset()
+                record["args_shape"] = argument_shape(args)
+                record["args"] = clip_value({k: v for k, v in args.items() if k not in omitted}, redactor.redact_text)
+                if delegation is not None:
+                    record["delegation"] = redactor.redact(delegation)
+                if summary is not None:
+                    record["summary"] = redactor.redact(summary.summarize(args, summarized))
+            except Exception as exc:  # noqa: BLE001 - who called what, and the decision, are always kept
+                record["unrecorded"] = type(exc).__name__
             return record
 
         self._log.append(build)

@@ -95,7 +95,6 @@ class PreAuthAttestationRoute:
     def __init__(self, attest: Attest, limits: RouteLimits = RouteLimits(), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._attest = attest
-        self._clock = clock
         self._source_quota = Quota(per_minute=limits.per_source_per_minute, burst=PER_SOURCE_BURST)
         self._global = TokenBucket(Quota(per_minute=limits.global_per_second * 60,
                                          burst=max(1, int(limits.global_per_second))), clock)

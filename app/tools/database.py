@@ -44,7 +44,8 @@ def audit_summary(args: Mapping[str, Any], result: ToolResult | None) -> dict[st
     structured = result.structured_content if result is not None else None
     structured = structured if isinstance(structured, dict) else {}
     return {
-        "sql_sha256": hashlib.sha256(sql.encode()).hexdigest() if isinstance(sql, str) else None,
+        # surrogatepass: a lone surrogate (valid JSON) must not cost the call its record.
+        "sql_sha256": hashlib.sha256(sql.encode("utf-8", "surrogatepass")).hexdigest() if isinstance(sql, str) else None,
         # Groups statements by shape without their literals (pglast's fingerprint).
         "sql_fingerprint": structured.get("statement_fingerprint"),
         "row_count": structured.get("row_count"),

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import threading
 
 import pytest
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.log import AuditLog, AuditLogClosed, AuditSigner
+from app.audit.log import AuditLog, AuditLogClosed
+from app.audit.signing import AuditSigner
 from app.audit.recovery import GENESIS
 from app.audit.verify import verify_audit_log
+
+
+async def _until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
 
 
 def records(path) -> list[dict]:
@@ -110,29 +119,29 @@ class TestBatchingOnTheEventLoop:
     async def test_a_burst_is_chained_after_the_delay_and_written_once(self):
         sink = Sink()
         log = AuditLog(sink, AuditSigner(Ed25519PrivateKey.generate()))
-        for _ in range(50):
-            if sink.writes:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: sink.writes == 1)  # the open record
         for index in range(3):
             log.append({"type": "call", "n": index})
         assert log._pending, "the records were chained on the caller's path"
-        await asyncio.sleep(0.1)
+        await _until(lambda: len(sink.lines) == 4)
         assert [json.loads(line)["type"] for line in sink.lines] == ["open", "call", "call", "call"]
         assert sink.writes == 2, "one write per batch"
         log.close()
 
-    def test_a_batch_left_on_a_loop_that_ended_is_chained_by_the_next_append(self, tmp_path):
+    def test_a_batch_left_on_a_loop_that_ended_is_chained_by_the_next_append_on_another(self, tmp_path):
         key = Ed25519PrivateKey.generate()
         log = AuditLog(tmp_path / "audit.jsonl", AuditSigner(key))
 
-        async def append_and_leave() -> None:
-            log.append({"type": "call", "n": 1})  # its batch is due on a loop that then ends
+        async def append(n: int) -> None:
+            log.append({"type": "call", "n": n})  # its batch is due on this loop, which then ends
 
-        asyncio.run(append_and_leave())
-        log.append({"type": "call", "n": 2})
+        asyncio.run(append(1))
+        asyncio.run(append(2))  # another loop: the stranded batch is chained now, with this record
+        deadline = time.monotonic() + 5
+        while len(records(tmp_path / "audit.jsonl")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [record.get("n") for record in records(tmp_path / "audit.jsonl")] == [None, 1, 2]
         log.close()
-        assert [record.get("n") for record in records(tmp_path / "audit.jsonl")] == [None, 1, 2, None]
         assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
 
     async def test_a_slow_sink_holds_up_neither_append_nor_the_loop(self):
@@ -192,6 +201,47 @@ class TestTheWriterNeverDiesOfARecord:
         log.close()
         assert records(tmp_path / "audit.jsonl")[head["seq"]] == head["checkpoint"]
         assert verify_audit_log(tmp_path / "audit.jsonl", key.public_key()).ok
+
+
+class FailingSigner(AuditSigner):
+    """Signs until `fail` is set."""
+
+    fail = False
+
+    def sign(self, message: bytes) -> str:
+        if self.fail:
+            raise RuntimeError("signing backend hiccup")
+        return super().sign(message)
+
+
+class TestAFailedChainFailsClosed:
+    async def test_a_checkpoint_that_cannot_be_signed_stops_the_log_and_keeps_what_came_before(self, tmp_path, caplog):
+        key = Ed25519PrivateKey.generate()
+        signer = FailingSigner(key)
+        log = AuditLog(tmp_path / "audit.jsonl", signer, checkpoint_every=3)
+        signer.fail = True
+        for index in range(3):  # the third brings a checkpoint, whose signature fails
+            log.append({"type": "call", "n": index})
+        await _until(lambda: not log.has_room())
+        with pytest.raises(AuditLogClosed, match="failed"):
+            log.append({"type": "call", "n": 99})
+        with pytest.raises(AuditLogClosed):
+            await log.signed_head()
+        log.close()
+        log.close()  # returns, never hangs
+        assert [record.get("n") for record in records(tmp_path / "audit.jsonl")] == [None, 0, 1, 2]
+        assert "audit chaining failed (RuntimeError)" in caplog.text
+        result = verify_audit_log(tmp_path / "audit.jsonl", key.public_key())
+        # The chain is intact up to where it stopped, and the verifier says it stopped.
+        assert not result.ok and "without a final signed checkpoint" in result.reason
+
+    def test_a_final_checkpoint_that_cannot_be_signed_still_closes(self, tmp_path):
+        signer = FailingSigner(Ed25519PrivateKey.generate())
+        log = AuditLog(tmp_path / "audit.jsonl", signer)
+        log.append({"type": "call", "n": 1})
+        signer.fail = True
+        log.close()
+        assert [record["type"] for record in records(tmp_path / "audit.jsonl")] == ["open", "call"]
 
 
 class TestAFailedWriterFailsClosed:

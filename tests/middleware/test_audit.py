@@ -10,10 +10,10 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastmcp import Client
 
 from app.audit import log as audit_log
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner
 from app.audit.verify import verify_audit_log
 from app.errors import UpstreamError
 from app.middleware.audit import SUPPRESSED_FLUSH_AFTER_S, SuppressedRefusals
@@ -110,6 +110,33 @@ class TestRecordsBuiltAfterTheResponse:
         stack.audit.close()
         assert stack.calls()[0]["args"] == {"query": "leak [REDACTED]"}
         assert token not in stack.audit_path.read_text()
+
+
+class TestACallIsNeverRecordedWithoutItsCaller:
+    async def test_a_lone_surrogate_in_sql_keeps_the_whole_record(self, tmp_path):
+        stack = Stack(tmp_path)
+        async with stack.client() as client:
+            await client.call_tool("query_database", {"sql": "select 1 \ud800"}, raise_on_error=False)
+        stack.audit.close()
+        (record,) = stack.calls()
+        assert record["principal"] == "local-dev" and record["tool"] == "query_database"
+        assert record["summary"]["sql_sha256"] and "unrecorded" not in record
+
+    async def test_a_summary_that_fails_leaves_who_called_what_and_the_decision(self, tmp_path, monkeypatch):
+        class BrokenHash:
+            @staticmethod
+            def sha256(data: bytes):
+                raise ValueError("hash backend down")
+
+        monkeypatch.setattr("app.tools.database.hashlib", BrokenHash)
+        stack = Stack(tmp_path)
+        async with stack.client() as client:
+            await client.call_tool("query_database", {"sql": SQL})
+        stack.audit.close()
+        (record,) = stack.calls()
+        assert (record["principal"], record["tool"], record["decision"]["allowed"]) == ("local-dev", "query_database", True)
+        assert record["unrecorded"] == "ValueError" and "summary" not in record
+        assert SQL not in stack.audit_path.read_text()
 
 
 class TestNeverBlocksAndLosesNothing:
