@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.audit.log import AuditSigner
+from app.audit.signing import AuditSigner
 from app.audit.verify import signed_by_any
 
 SEAL_KEY = "batch_seal"

@@ -22,7 +22,7 @@ from itertools import islice
 from app.audit.batch_seal import is_seal, sealed_block
 from app.audit.blob_store import (MAX_BLOCK_BYTES, MAX_BLOCKS_PER_BLOB, AuditBlobStore, AuditStoreError, BlobState,
                                   blob_name)
-from app.audit.log import AuditSigner
+from app.audit.signing import AuditSigner
 from app.audit.recovery import GENESIS, line_hash
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from app.audit.log import checkpoint_message
+from app.audit.signing import checkpoint_message
 from app.audit.recovery import GENESIS, line_hash
 
 

@@ -19,7 +19,8 @@ from app.attestation.channel import TlsChannel
 from app.attestation.evidence import TeeAttestation
 from app.audit.blob_sink import BlobAuditSink
 from app.audit.blob_store import AuditBlobStore, AuditStoreError
-from app.audit.log import AuditLog, AuditLogClosed, AuditSigner
+from app.audit.log import AuditLog, AuditLogClosed
+from app.audit.signing import AuditSigner
 from app.audit.redaction import RedactingFilter, Redactor, attach_log_filter, install_log_redaction
 from app.auth.principal import PrincipalProvider
 from app.auth.resource_server import BearerTokenVerifier, HttpRefusal, protect_app

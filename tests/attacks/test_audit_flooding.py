@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import Client
 
 from app.audit.clipping import MAX_NAME_CHARS
-from app.audit.log import AuditLog, AuditSigner, public_key_b64
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner, public_key_b64
 from app.audit.verify import verify_audit_log
 from app.cli import main as cli_main
 from app.config import Settings

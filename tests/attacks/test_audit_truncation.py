@@ -7,7 +7,7 @@ import base64
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp import Client
 
-from app.audit.log import checkpoint_message
+from app.audit.signing import checkpoint_message
 from app.cli import main as cli_main
 from app.config import Settings
 from app.secrets.env import load_env_secrets

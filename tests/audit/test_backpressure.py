@@ -18,7 +18,8 @@ from app.audit.blob_sink import BlobAuditSink
 from app.audit.blob_store import AuditBlobStore
 from app.audit.store_verify import verify_audit_store
 from app.middleware.audit import AuditMiddleware
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner
 from app.auth.principal import PrincipalProvider
 from app.audit.redaction import Redactor
 from app.middleware.audit_backpressure import REFUSAL_RECORD, AuditBackpressureMiddleware

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.audit.batch_seal import SealError, is_seal, sealed_block, unseal_blob
-from app.audit.log import AuditSigner
+from app.audit.signing import AuditSigner
 
 KEY = Ed25519PrivateKey.generate()
 SIGNER = AuditSigner(KEY)

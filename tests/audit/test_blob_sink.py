@@ -14,7 +14,8 @@ from app.audit.batch_seal import is_seal
 from app.audit.blob_sink import BlobAuditSink
 from app.audit.blob_store import AuditBlobStore, AuditStoreError
 from app.audit.store_verify import verify_audit_store
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner
 from tests.support.azurite import Azurite
 
 PREFIX = "mcp-tee"

@@ -7,7 +7,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner
 from app.audit.verify import verify_audit_log
 
 KEY = Ed25519PrivateKey.generate()

@@ -7,7 +7,6 @@ import logging
 import re
 
 import pytest
-from fastmcp import Client
 
 from app.audit.redaction import MARK, Redactor, attach_log_filter, install_log_redaction
 from tests.support.stack import Stack

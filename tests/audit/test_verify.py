@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.log import AuditLog, AuditSigner, public_key_b64
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner, public_key_b64
 from app.audit.verify import ExpectedHead, verify_audit_log
 from app.cli.audit import register
 

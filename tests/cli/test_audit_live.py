@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.log import AuditLog, AuditSigner, public_key_b64
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner, public_key_b64
 from app.cli import main
 
 

@@ -20,7 +20,8 @@ from fastmcp.server.dependencies import get_http_headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.audit.log import AuditLog, AuditSigner
+from app.audit.log import AuditLog
+from app.audit.signing import AuditSigner
 from app.middleware.breakers import Breakers
 from app.capability_policy import CapabilityPolicy, load_policy, policy_from_mapping
 from app.auth.principal import PrincipalProvider
