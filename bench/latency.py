@@ -4,7 +4,10 @@ Three servers run at once (see `bench/servers.py`) against one Postgres. One MCP
 (server, tool) pair, each on its own keep-alive connection, through the light client of
 `bench/client.py` (the official client adds a ~45 ms floor per call on this machine, which would
 hide the differences measured here). Each comparison is its own group: a round calls every pair of
-the group once, in a rotating order, so machine noise falls on all of them alike. (Mixing the
+the group once, in a shuffled order (seeded, so runs repeat), so machine noise falls on all of them
+alike and each pair follows every other pair equally often. (A fixed rotation of three pairs put
+the database call right after the echo call twice as often as the reverse, so whatever work one
+call leaves for the event loop landed in the other unevenly.) (Mixing the
 groups would let the reference's connection set-up, a Postgres fork and SCRAM exchange per call,
 slow every other pair on two cores.) The groups:
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -33,6 +37,8 @@ from client import RawMcpClient, result_text  # noqa: E402
 
 QUERY = "SELECT id, title, state FROM issues WHERE id = 42"
 WARMUP_ROUNDS = 30
+ORDER_SEED = 15
+BACK_TO_BACK = ", right after the same server"
 # Per comparison: label -> (server kind, tool, arguments).
 ECHO = {"text": "hello"}
 GROUPS = {
@@ -46,18 +52,25 @@ GROUPS = {
 
 
 async def measure(servers, pairs: dict[str, tuple[str, str, dict]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per call for each pair, the pairs called in a rotating order each round."""
+    """Seconds per call for each pair, the pairs called in a shuffled order each round.
+
+    Calls that come right after a call to the same server are also reported on their own
+    (`BACK_TO_BACK`): that is where work one call leaves for the server's event loop lands.
+    """
     samples: dict[str, list[float]] = {label: [] for label in pairs}
+    samples.update({label + BACK_TO_BACK: [] for label in pairs})
     async with AsyncExitStack() as stack:
         sessions = {}
         for label, (kind, _, _) in pairs.items():
             server = servers[kind]
             sessions[label] = await stack.enter_async_context(RawMcpClient(server.url, server.headers()))
         labels = list(pairs)
+        order = random.Random(ORDER_SEED)
+        previous_kind = None
         for index in range(WARMUP_ROUNDS + rounds):
-            shift = index % len(labels)
-            for label in labels[shift:] + labels[:shift]:
-                _, tool, arguments = pairs[label]
+            order.shuffle(labels)
+            for label in labels:
+                kind, tool, arguments = pairs[label]
                 started = time.perf_counter()
                 result = await sessions[label].call(tool, arguments)
                 elapsed = time.perf_counter() - started
@@ -65,7 +78,10 @@ async def measure(servers, pairs: dict[str, tuple[str, str, dict]], rounds: int)
                     raise RuntimeError(f"{label} failed: {result_text(result)}")
                 if index >= WARMUP_ROUNDS:
                     samples[label].append(elapsed)
-    return samples
+                    if kind == previous_kind:
+                        samples[label + BACK_TO_BACK].append(elapsed)
+                previous_kind = kind
+    return {label: values for label, values in samples.items() if values}
 
 
 def run(rounds: int) -> dict[str, dict[str, dict[str, float]]]:
