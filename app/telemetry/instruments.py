@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import ParamSpec, TypeVar
 
 from opentelemetry import metrics, trace
@@ -28,6 +28,15 @@ R = TypeVar("R")
 GaugeReading = Callable[[], Iterable[tuple[float, dict[str, str]]]]
 
 
+_recording = False  # set by `configure_telemetry`: False when no exporter is configured
+
+
+def record_telemetry(enabled: bool) -> None:
+    """Open upstream and layer spans only when something exports them."""
+    global _recording
+    _recording = enabled
+
+
 def tracer() -> trace.Tracer:
     return trace.get_tracer(SCOPE)
 
@@ -37,6 +46,8 @@ def layer_span(name: str, attributes: dict[str, str]):
 
     Exceptions pass through unrecorded: the layer turns them into a denial, which the call's span carries.
     """
+    if not _recording:
+        return nullcontext()
     return tracer().start_as_current_span(name, attributes=attributes, record_exception=False,
                                           set_status_on_exception=False)
 
@@ -126,6 +137,8 @@ def traced_upstream(upstream: str, operation: str) -> Callable[[Callable[P, Awai
     def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(method)
         async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not _recording:
+                return await method(*args, **kwargs)
             with instruments().upstream_span(upstream, operation):
                 return await method(*args, **kwargs)
 

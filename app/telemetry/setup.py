@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from app.audit.redaction import Redactor
+from app.telemetry.instruments import record_telemetry
 from app.telemetry.redaction import ALLOWED_ATTRIBUTES, RedactingSpanProcessor
 from app.urls import UntrustedUrl, require_https_or_loopback
 
@@ -143,6 +144,7 @@ def configure_telemetry(plan: TelemetryPlan, redactor: Redactor,
     # FastMCP's own spans and trace-context handling run on every request; with no exporter they
     # would serve nobody, so they are off then. With one, the operator's FastMCP setting stands.
     fastmcp.settings.telemetry_mode = FASTMCP_TELEMETRY_MODE if plan.enabled else "off"
+    record_telemetry(plan.enabled)  # and so are this server's own upstream and layer spans
     if not plan.enabled:
         return None
     for value in header_secrets(env):

@@ -72,3 +72,28 @@ class TestOffCostsNothing:
         stack = Stack(tmp_path)
         layers = [layer for pipeline in stack.server.middleware for layer in getattr(pipeline, "layers", ())]
         assert layers and not any(isinstance(layer, TelemetryMiddleware) for layer in layers)
+
+    async def test_with_telemetry_off_an_upstream_call_opens_no_span(self, monkeypatch):
+        from opentelemetry import trace
+
+        from app.telemetry import instruments
+        from app.telemetry.setup import configure_telemetry
+
+        @instruments.traced_upstream("postgres", "query")
+        async def query() -> str:
+            return "rows"
+
+        def no_tracer(*args, **kwargs):
+            raise AssertionError("a span was opened with telemetry off")
+
+        configure_telemetry(TelemetryPlan(False, False), Redactor(), env={})
+        monkeypatch.setattr(trace, "get_tracer", no_tracer)
+        assert await query() == "rows"
+        with instruments.layer_span("confirmation wait", {}):
+            pass
+        instruments.record_telemetry(True)  # as configure_telemetry does with an exporter
+        try:
+            with pytest.raises(AssertionError, match="span was opened"):
+                await query()
+        finally:
+            instruments.record_telemetry(False)
