@@ -94,12 +94,15 @@ class AttestedChannel:
         Raises:
             CapabilityNotAttested: ``bearer`` is a capability that does not chain to the attested
                 ``capability_pub``; no client was made, so nothing was sent.
-            ValueError: an ``Authorization`` header was passed in ``headers``.
+            ValueError: an ``Authorization`` header was passed in ``headers`` (any form), or an ``auth=``.
         """
-        if any(str(name).lower() == "authorization" for name in (client_options.get("headers") or {})):
-            # Fail closed: a credential in a header would skip the pin check and the capability gate.
+        # Fail closed: a credential in a header or another auth flow would skip the pin check and the capability gate.
+        if "authorization" in httpx2.Headers(client_options.get("headers")):
             raise ValueError("pass the credential as bearer=, not as an Authorization header: only then is it "
                              "sent after the pin is confirmed")
+        if "auth" in client_options:
+            raise ValueError("pass the credential as bearer=, not as auth=: only then is it sent after the pin "
+                             "is confirmed")
         client_options.setdefault("timeout", httpx2.Timeout(DEFAULT_TIMEOUT_S, read=300.0))
         if bearer is not None:
             client_options["auth"] = self._pinned_bearer(bearer)

@@ -159,6 +159,10 @@ class TestNoCredentialInAHeader:
         channel = await attest_channel(delegating_server.url, tee_stack.trust)
         with pytest.raises(ValueError, match="bearer="):
             channel.http_client(headers={"authorization": f"Bearer {foreign}"})
+        with pytest.raises(ValueError, match="bearer="):
+            channel.http_client(headers=[("Authorization", f"Bearer {foreign}")])
+        with pytest.raises(ValueError, match="not as auth="):
+            channel.http_client(auth=httpx2.BasicAuth("agent", foreign))
         transport = StreamableHttpTransport(channel.url, headers={"Authorization": f"Bearer {foreign}"},
                                             httpx_client_factory=channel.httpx_client_factory())
         with pytest.raises(RuntimeError, match="not as an Authorization header"):  # FastMCP wraps the ValueError
