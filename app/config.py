@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from app.auth.settings import AuthConfigError, AuthSettings
 from app.telemetry.setup import TelemetryConfigError, TelemetryPlan, plan_telemetry
@@ -122,10 +123,11 @@ def _audit_blob(env: Mapping[str, str]) -> AuditBlobSettings | None:
     if missing:
         raise ConfigError(f"MCP_AUDIT_SINK=blob needs {', '.join(missing)}")
     account_url = env["MCP_AUDIT_BLOB_ACCOUNT_URL"].rstrip("/")
-    if "?" in account_url or "#" in account_url:
-        # Fail closed: a query is where a SAS token would sit, and the URL is logged at start-up.
-        raise ConfigError("MCP_AUDIT_BLOB_ACCOUNT_URL must be the bare account URL, without a query or fragment "
-                          "(the server authenticates with the managed identity, never a SAS token)")
+    parts = urlsplit(account_url)
+    if "?" in account_url or "#" in account_url or "@" in parts.netloc:
+        # Fail closed: a query (a SAS token) or user:password@ would be a credential, and the URL is logged at start-up.
+        raise ConfigError("MCP_AUDIT_BLOB_ACCOUNT_URL must be the bare account URL, without credentials, a query or "
+                          "a fragment (the server authenticates with the managed identity, never a SAS token)")
     try:
         require_https_or_loopback(account_url, "MCP_AUDIT_BLOB_ACCOUNT_URL")
     except UntrustedUrl as exc:

@@ -112,6 +112,7 @@ class TestAuditSink:
         ("MCP_AUDIT_BLOB_ACCOUNT_URL", "http://acct.blob.core.windows.net"),
         ("MCP_AUDIT_BLOB_ACCOUNT_URL", "https://acct.blob.core.windows.net/?sv=2024&sig=SasCanary"),  # logged at start
         ("MCP_AUDIT_BLOB_ACCOUNT_URL", "https://acct.blob.core.windows.net/#sig=SasCanary"),
+        ("MCP_AUDIT_BLOB_ACCOUNT_URL", "https://acct:KeyCanary@acct.blob.core.windows.net"),
     ])
     def test_bad_values_are_named(self, name, value):
         with pytest.raises(ConfigError, match=name):
