@@ -248,7 +248,12 @@ class AuditLog:
     def _chain_pending(self) -> None:
         """Chain every pending entry in order and hand the lines to the writer (call with the lock held)."""
         batch, self._pending, self._batch_loop = self._pending, [], None
-        if not batch or self._failed is not None:
+        if self._failed is not None:  # the writer failed meanwhile: a head request is told, not left waiting
+            for _, _, payload in batch:
+                if isinstance(payload, Future):
+                    _settle(payload, error=AuditLogClosed("the audit log failed"))
+            return
+        if not batch:
             return
         write = _Write()
         try:

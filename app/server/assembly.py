@@ -105,9 +105,9 @@ class AssembledServer:
         """
         try:
             record_http_refusal(self.audit, self.redactor, refusal)
-        except AuditLogClosed:
-            logger.warning("refusal after the audit log closed, not audited: %d %s (%s)",
-                           refusal.status, refusal.path[:200], refusal.layer)
+        except AuditLogClosed as stopped:
+            logger.warning("refusal not audited (%s): %d %s (%s)",
+                           stopped, refusal.status, refusal.path[:200], refusal.layer)
 
     async def aclose(self) -> None:
         if self._closed:
