@@ -117,13 +117,13 @@ def _findings(args: argparse.Namespace, env: Mapping[str, str]) -> list[Finding]
         findings.append(Finding(f"secret {name}", True, f"{failure}: its tool is disabled", informational=True))
     if secrets.get(GITHUB_TOKEN):
         findings.append(_probe("upstream github", lambda: _http_probe(settings.github_api_url, timeout),
-                                       uses_secret=False))
+                               uses_secret=False))
     if secrets.get(DB_CONNECTION_STRING):
         findings.append(_probe("upstream postgres",
                                lambda: _postgres_probe(secrets.get(DB_CONNECTION_STRING), timeout), uses_secret=True))
     if secrets.get(WEBHOOK_URL):
         findings.append(_probe("upstream webhook", lambda: _tcp_probe(secrets.get(WEBHOOK_URL), timeout),
-                                       uses_secret=True))
+                               uses_secret=True))
     return findings
 
 
