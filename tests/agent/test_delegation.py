@@ -28,7 +28,7 @@ class TestCapabilityKeyCheck:
         ({}, KEY, "token", "binds no capability key"),
         ({"capability_pub": KEY}, CapabilityRoot.per_process().public_key_b64, None, "advertises"),
         ({"capability_pub": KEY}, KEY, "foreign", "does not chain"),
-    ])
+    ], ids=["token-without-key", "other-key-advertised", "foreign-chain"])
     def test_refusals(self, signed, advertised, presented, reason) -> None:
         token = {"token": minted(ROOT), "foreign": minted(CapabilityRoot.per_process())}.get(presented)
         report = run(signed, advertised, token)
