@@ -12,7 +12,8 @@ groups would let the reference's connection set-up, a Postgres fork and SCRAM ex
 slow every other pair on two cores.) The groups:
 
 - goal 1: `query_database` on this server vs the reference sample (same query, same Postgres),
-  and vs this server's own trivial `echo` tool;
+  and vs this server's own trivial `echo` tool; plus a new text on every call, which the guard's
+  memory of admissions cannot answer;
 - goal 2: `echo` on the fully assembled server (auth, every middleware, audit to a file) vs bare FastMCP;
 - goal 3: `attestation_status` (non-TEE) on this server vs the reference sample.
 
@@ -26,6 +27,7 @@ import asyncio
 import random
 import sys
 import time
+from typing import Any
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -39,19 +41,29 @@ QUERY = "SELECT id, title, state FROM issues WHERE id = 42"
 WARMUP_ROUNDS = 30
 ORDER_SEED = 15
 BACK_TO_BACK = ", right after the same server"
-# Per comparison: label -> (server kind, tool, arguments).
+# Per comparison: label -> (server kind, tool, arguments, or a function of the call's number giving them).
 ECHO = {"text": "hello"}
+# The server remembers the guard's admissions per caller; a text never sent before pays the parse.
+NEW_QUERY_TEXT = "full query_database, a new text each call"
+
+
+def new_query(number: int) -> dict:
+    return {"sql": f"{QUERY} AND {number} >= 0"}
+
+
+
 GROUPS = {
     "stack": {"bare echo": ("bare", "echo", ECHO), "full echo": ("full", "echo", ECHO)},
     "database": {"full query_database": ("full", "query_database", {"sql": QUERY}),
                  "reference query_database": ("reference", "query_database", {"sql": QUERY}),
-                 "full echo": ("full", "echo", ECHO)},
+                 "full echo": ("full", "echo", ECHO),
+                 NEW_QUERY_TEXT: ("full", "query_database", new_query)},
     "status": {"full attestation_status": ("full", "attestation_status", {}),
                "reference attestation_status": ("reference", "attestation_status", {})},
 }
 
 
-async def measure(servers, pairs: dict[str, tuple[str, str, dict]], rounds: int) -> dict[str, list[float]]:
+async def measure(servers, pairs: dict[str, tuple[str, str, Any]], rounds: int) -> dict[str, list[float]]:
     """Seconds per call for each pair, the pairs called in a shuffled order each round.
 
     Calls that come right after a call to the same server are also reported on their own
@@ -72,7 +84,7 @@ async def measure(servers, pairs: dict[str, tuple[str, str, dict]], rounds: int)
             for label in labels:
                 kind, tool, arguments = pairs[label]
                 started = time.perf_counter()
-                result = await sessions[label].call(tool, arguments)
+                result = await sessions[label].call(tool, arguments(index) if callable(arguments) else arguments)
                 elapsed = time.perf_counter() - started
                 if result.get("isError"):
                     raise RuntimeError(f"{label} failed: {result_text(result)}")

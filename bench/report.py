@@ -198,7 +198,9 @@ def render(results: dict) -> None:
         *_rows(latency["stack"], "bare echo"),
         "",
         "Goal 1, `query_database` (`SELECT id, title, state FROM issues WHERE id = 42`) vs the reference sample and vs "
-        "this server's own trivial tool:",
+        "this server's own trivial tool. The server remembers the SQL guard's admissions per caller, so a repeated "
+        "statement is not parsed again; the row with a new text each call pays the parse (and Postgres plans it "
+        "afresh), as a statement an agent sends once does:",
         "",
         *_rows(latency["database"], "reference query_database"),
         "",

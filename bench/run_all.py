@@ -20,13 +20,9 @@ import latency  # noqa: E402
 import pool  # noqa: E402
 import report  # noqa: E402
 import saturation  # noqa: E402
+import startup  # noqa: E402
 import tee_startup  # noqa: E402
 import verifier  # noqa: E402
-
-try:  # goal 5 belongs to bench/startup.py (helper "firsthour"); it joins the run once it is on main
-    import startup  # noqa: E402
-except ImportError:
-    startup = None
 
 RESULTS = report.ROOT / "bench" / "results" / "bench.json"
 # 1000 rounds: a p99 then rests on ten calls, not four, so one stall of the machine does not decide it.
@@ -36,7 +32,7 @@ QUICK = {"latency": 60, "pool": 60, "saturation": 1.5, "verifier": 40, "tee_star
 
 def _startup(samples: int) -> dict:
     result = startup.run(samples)
-    result["goal_commands"] = list(getattr(startup, "GOAL_COMMANDS", result["median_s"]))
+    result["goal_commands"] = list(startup.GOAL_COMMANDS)
     return result
 
 
@@ -46,9 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     stages = {"latency": latency.run, "pool": pool.run, "saturation": saturation.run, "verifier": verifier.run,
-              "tee_startup": tee_startup.run, "channel": channel.run}
-    if startup is not None:
-        stages["startup"] = _startup
+              "tee_startup": tee_startup.run, "channel": channel.run, "startup": _startup}
     results = {"machine_before": report.machine()}
     for name, measure in stages.items():
         started = time.monotonic()

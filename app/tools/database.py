@@ -11,7 +11,8 @@ from fastmcp.tools.base import ToolResult
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from app.guards.sql import MAX_SQL_CHARS, guard_sql
+from app.guards.admitted import AdmittedQueries
+from app.guards.sql import MAX_SQL_CHARS
 from app.secrets import DB_CONNECTION_STRING
 from app.tools.spec import AuditSummary, ToolSpec
 from app.tools.server_state import ServerState
@@ -20,13 +21,16 @@ MAX_ROWS_LIMIT = 1000
 
 
 def register(mcp: FastMCP, state: ServerState) -> None:
+    admitted = AdmittedQueries()  # per server: a caller's repeated statement is not parsed again
+
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False))
     async def query_database(
         sql: Annotated[str, Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT/WITH/VALUES/TABLE statement")],
         max_rows: Annotated[int, Field(ge=1, le=MAX_ROWS_LIMIT)] = 100,
     ) -> dict:
         """Run one read-only SQL query (SELECT, WITH, VALUES or TABLE) and return at most max_rows rows."""
-        guarded = guard_sql(sql)  # raises SqlRejected, a clear InvalidArgument
+        # Raises SqlRejected, a clear InvalidArgument.
+        guarded = admitted.check(state.principals().subject, sql)
         result = await state.database.query(guarded.statement, max_rows=max_rows)
         return {
             "columns": result.columns,
