@@ -50,7 +50,7 @@ import httpx2
 from app.agent.checks import CHANNEL_CHECK, check_status, refuse, verify_token
 from app.agent.delegation import chain_to, presented_capability
 from app.agent.errors import ChannelNotAttested
-from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client
+from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client, refuse_own_credential
 from app.agent.report import VerificationReport
 from app.agent.trust import TrustPolicy
 from app.wire.runtime_data import b64url, tools_digest
@@ -94,15 +94,14 @@ class AttestedChannel:
         Raises:
             CapabilityNotAttested: ``bearer`` is a capability that does not chain to the attested
                 ``capability_pub``; no client was made, so nothing was sent.
-            ValueError: an ``Authorization`` header was passed in ``headers`` (any form), or an ``auth=``.
+            ValueError: an ``Authorization`` header was passed in ``headers`` (any form), or an ``auth=``. The
+                client also refuses, with the same error, a request that carries either of its own.
         """
         # Fail closed: a credential in a header or another auth flow would skip the pin check and the capability gate.
         if "authorization" in httpx2.Headers(client_options.get("headers")):
-            raise ValueError("pass the credential as bearer=, not as an Authorization header: only then is it "
-                             "sent after the pin is confirmed")
+            refuse_own_credential("an Authorization header")
         if "auth" in client_options:
-            raise ValueError("pass the credential as bearer=, not as auth=: only then is it sent after the pin "
-                             "is confirmed")
+            refuse_own_credential("auth=")
         client_options.setdefault("timeout", httpx2.Timeout(DEFAULT_TIMEOUT_S, read=300.0))
         if bearer is not None:
             client_options["auth"] = self._pinned_bearer(bearer)

@@ -15,7 +15,8 @@ handshake and refuses every later handshake to another key, so every response
 on that client, including the attestation response, came over the captured
 key. The pin is *confirmed* only when the verified token binds that key
 (:meth:`ChannelPin.confirm`); until then it stays unconfirmed, and callers
-send no credential (see :class:`PinnedBearer`).
+send no credential (see :class:`PinnedBearer`). A pinned client refuses a request that carries a
+credential of its own (:class:`PinnedAsyncClient`), so the bearer is the only way one goes out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import hmac
 import ssl
 import threading
-from typing import Any, Generator
+from typing import Any, Generator, NoReturn
 
 import httpx2
 
@@ -155,9 +156,32 @@ class PinnedBearer(httpx2.Auth):
         return "PinnedBearer(token=[REDACTED])"
 
 
-def pinned_async_client(pin: ChannelPin, **client_options: Any) -> httpx2.AsyncClient:
-    """An ``httpx2.AsyncClient`` whose every connection enforces ``pin`` (other options pass through)."""
-    return httpx2.AsyncClient(verify=pin.ssl_context(), **client_options)
+class PinnedAsyncClient(httpx2.AsyncClient):
+    """An ``httpx2.AsyncClient`` that sends no credential of a request's own.
+
+    The client's ``auth`` (a :class:`PinnedBearer`) is the only way a credential goes out. An
+    ``Authorization`` header or an ``auth=`` given to one request would skip the pin check and,
+    for a capability, the check that it chains to the attested key, so such a request is refused
+    before it is sent. (``auth=None``, which sends no credential at all, is allowed.)
+    """
+
+    async def send(self, request: httpx2.Request, *, auth: Any = httpx2.USE_CLIENT_DEFAULT,
+                   **options: Any) -> httpx2.Response:
+        if "authorization" in request.headers:
+            refuse_own_credential("an Authorization header")
+        if auth is not httpx2.USE_CLIENT_DEFAULT and auth is not None:
+            refuse_own_credential("auth=")
+        return await super().send(request, auth=auth, **options)
+
+
+def refuse_own_credential(form: str) -> NoReturn:
+    """Refuse a credential given in ``form`` instead of as ``bearer=``, the one form the pin gate sees."""
+    raise ValueError(f"pass the credential as bearer=, not as {form}: only then is it sent after the pin is confirmed")
+
+
+def pinned_async_client(pin: ChannelPin, **client_options: Any) -> PinnedAsyncClient:
+    """A :class:`PinnedAsyncClient` whose every connection enforces ``pin`` (other options pass through)."""
+    return PinnedAsyncClient(verify=pin.ssl_context(), **client_options)
 
 
 def pin_refusal(exc: BaseException) -> ChannelPinMismatch | None:

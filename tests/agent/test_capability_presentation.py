@@ -170,6 +170,23 @@ class TestNoCredentialInAHeader:
                 pass
         assert wire == [(ATTESTATION_ROUTE, None)]
 
+    async def test_a_credential_given_to_one_request_is_refused_before_it_is_sent(self, delegating_server,
+                                                                                  tee_stack, capability, foreign,
+                                                                                  wire):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        async with channel.http_client(bearer=capability) as http:
+            with pytest.raises(ValueError, match="not as an Authorization header"):
+                await http.post(channel.url, headers={"Authorization": f"Bearer {foreign}"}, json={})
+            with pytest.raises(ValueError, match="not as auth="):
+                await http.post(channel.url, auth=httpx2.BasicAuth("agent", foreign), json={})
+            with pytest.raises(ValueError, match="not as an Authorization header"):
+                await http.send(http.build_request("GET", channel.url, headers=[("authorization", foreign)]))
+            assert wire == [(ATTESTATION_ROUTE, None)]
+            # The client's own bearer still goes out, and a request may opt out of any credential.
+            await http.get(channel.url)
+            await http.get(channel.url, auth=None)
+        assert wire[1:] == [("/mcp", f"Bearer {capability}"), ("/mcp", None)]
+
 
 class TestVerifyStatusChecksThePresentedCapability:
     async def test_a_capability_of_another_root_is_refused(self, delegating_server, tee_stack, capability, foreign):

@@ -43,7 +43,7 @@ class TestPinnedKey:
         seen = len(server_b.connections_since(0))
         pin = ChannelPin(server_a.spki)
         with pytest.raises(httpx2.ConnectError) as refused:
-            await _get(pin, server_b.url, headers={"Authorization": f"Bearer {BEARER}"})
+            await _get(pin, server_b.url, auth=PinnedBearer(pin, BEARER))
         assert isinstance(pin_refusal(refused.value), ChannelPinMismatch)
         assert pin.refused == [server_b.spki]
         assert server_b.connections_since(seen) == [b""]  # the handshake happened, the request never did
