@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from app.cli import main
-from tests.support.canaries import assert_no_canary
+from tests.support.canaries import CANARY_WEBHOOK_PATH, assert_no_canary
 
 
 def check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -40,6 +42,16 @@ class TestCheck:
         result = check({**baseline_env, "DB_CONNECTION_STRING": f"postgresql://reader:{fragment}@127.0.0.1:1/x"})
         assert result.returncode == 1 and "✗ upstream postgres: unreachable: ProgrammingError" in result.stdout
         assert "PwFragmentCanary" not in result.stdout + result.stderr
+
+    @pytest.mark.parametrize("authority", ["127.0.0.1:{port}", "127.0.0.1:not-a-port-{port}"],
+                             ids=["refused", "unparsable"])
+    def test_an_unreachable_webhook_is_named_without_its_secret_path(self, baseline_env, authority):
+        from app.devstack.postgres import free_port
+
+        dead = f"http://{authority.format(port=free_port())}{CANARY_WEBHOOK_PATH}"
+        result = check({**baseline_env, "WEBHOOK_URL": dead})
+        assert result.returncode == 1 and "✗ upstream webhook: unreachable" in result.stdout, result.stdout
+        assert_no_canary([result.stdout, result.stderr], "mcp-tee check")
 
     def test_an_invalid_policy_is_named_without_serving(self, tmp_path, monkeypatch, capsys):
         policy = tmp_path / "capabilities.toml"
