@@ -77,6 +77,22 @@ class TokenBucket:
         self._tokens -= 1.0
 
 
+def take_from_each(*buckets: TokenBucket) -> tuple[int, float] | None:
+    """One token from every bucket, or none at all (a refused call costs nothing).
+
+    Returns:
+        None when the tokens were taken; otherwise the index of the first bucket that is empty and
+        the seconds until it has a token.
+    """
+    for index, bucket in enumerate(buckets):
+        wait = bucket.wait_time()
+        if wait > 0:
+            return index, wait
+    for bucket in buckets:
+        bucket.take()
+    return None
+
+
 class BucketsByKey:
     """One token bucket per key, in a size-capped LRU map: the least recently used key is forgotten first.
 
@@ -133,14 +149,11 @@ class RateLimiter:
         tool_policy = self._policy.tool(tool)
         if tool_policy is None:
             deny("unknown tool or not permitted", layer="quota")
-        own = self._buckets.bucket((subject, tool), tool_policy.quota)
-        own_wait, global_wait = own.wait_time(), self._global.wait_time()
-        if own_wait > 0:
-            raise QuotaExceeded(f"rate limit for {tool!r} exceeded", math.ceil(own_wait))
-        if global_wait > 0:
-            raise QuotaExceeded("server-wide rate limit exceeded", math.ceil(global_wait))
-        own.take()
-        self._global.take()
+        refused = take_from_each(self._buckets.bucket((subject, tool), tool_policy.quota), self._global)
+        if refused is not None:
+            empty, wait = refused
+            scope = f"rate limit for {tool!r}" if empty == 0 else "server-wide rate limit"
+            raise QuotaExceeded(f"{scope} exceeded", math.ceil(wait))
 
     @property
     def tracked(self) -> int:

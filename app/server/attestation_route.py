@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 
 from app.attestation.sidecar import SidecarError
 from app.capability_policy import Quota
-from app.middleware.quotas import BucketsByKey, TokenBucket
+from app.middleware.quotas import BucketsByKey, TokenBucket, take_from_each
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,8 @@ class PreAuthAttestationRoute:
 
     def _take_both(self, source: TokenBucket) -> None:
         """One token from the source's bucket and one from the server's, or neither (a refusal costs nothing)."""
-        for bucket, scope in ((source, "from this address"), (self._global, "for this server")):
-            wait = bucket.wait_time()
-            if wait > 0:
-                raise _Refused(429, f"too many attestation requests {scope}", wait)
-        source.take()
-        self._global.take()
+        refused = take_from_each(source, self._global)
+        if refused is not None:
+            empty, wait = refused
+            raise _Refused(429, f"too many attestation requests {'from this address' if empty == 0 else 'for this server'}",
+                           wait)
