@@ -191,13 +191,18 @@ async def attest_channel(url: str, trust: TrustPolicy, *, report: VerificationRe
     """Verify the server at ``url`` over its pre-auth route and pin the TLS key this connection presented.
 
     Raises:
-        ChannelNotAttested: plain HTTP, a refused handshake, or a token binding another key (nothing was sent).
+        ChannelNotAttested: plain HTTP, user:password@ in the URL, a refused handshake, or a token binding
+            another key (nothing was sent).
         VerificationFailed: the token itself failed a check (the report names it).
     """
     report = report or VerificationReport(url=url, warnings=[w for w in (trust.warning,) if w])
-    if urlsplit(url).scheme != "https":
+    parts = urlsplit(url)
+    if parts.scheme != "https":
         refuse(report, CHANNEL_CHECK, "plain HTTP: nothing can bind this connection to the TEE; "
                                       "use the server's https:// URL")
+    if "@" in parts.netloc:
+        refuse(report, CHANNEL_CHECK, "the URL carries user:password@, a credential that would go out before "
+                                      "any check; pass credentials as bearer=")
     pin = ChannelPin()  # capture mode: the key of the first handshake, every later one must match
     nonce = b64url(secrets.token_bytes(NONCE_BYTES))
     try:

@@ -149,26 +149,44 @@ class PinnedBearer(httpx2.Auth):
         if not self._pin.confirmed:
             # Fail closed: no verified binding, no credential on the wire.
             raise ChannelNotAttested("refusing to send the bearer token: the TLS channel is not attested yet")
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        request.headers["Authorization"] = self._header()
         yield request
+
+    def added(self, header: str) -> bool:
+        """Whether ``header`` is the one this bearer adds (a same-origin redirect carries it over)."""
+        return hmac.compare_digest(header.encode(), self._header().encode())
+
+    def _header(self) -> str:
+        return f"Bearer {self._token}"
 
     def __repr__(self) -> str:
         return "PinnedBearer(token=[REDACTED])"
 
 
 class PinnedAsyncClient(httpx2.AsyncClient):
-    """An ``httpx2.AsyncClient`` that sends no credential of a request's own.
+    """An ``httpx2.AsyncClient`` that sends no credential but its own :class:`PinnedBearer`.
 
-    The client's ``auth`` (a :class:`PinnedBearer`) is the only way a credential goes out. An
-    ``Authorization`` header or an ``auth=`` given to one request would skip the pin check and,
-    for a capability, the check that it chains to the attested key, so such a request is refused
-    before it is sent. (``auth=None``, which sends no credential at all, is allowed.)
+    That bearer (the client's ``auth``) is the only way a credential goes out. Anything else would
+    skip the pin check and, for a capability, the check that it chains to the attested key, so a
+    request is refused before it is sent when it carries an ``Authorization`` header of its own, an
+    ``auth=`` (``auth=None``, which sends nothing, is allowed), ``user:password@`` in its URL (httpx
+    turns it into Basic auth), or when the client's ``auth`` was replaced after construction. A
+    same-origin redirect (the MCP SDK follows them itself) carries the bearer's own header over: it
+    is dropped, and the bearer adds it again after its pin check.
     """
 
     async def send(self, request: httpx2.Request, *, auth: Any = httpx2.USE_CLIENT_DEFAULT,
                    **options: Any) -> httpx2.Response:
-        if "authorization" in request.headers:
-            refuse_own_credential("an Authorization header")
+        own = self.auth
+        if own is not None and not isinstance(own, PinnedBearer):
+            refuse_own_credential("a client auth set after construction")
+        if request.url.userinfo:
+            refuse_own_credential("user:password@ in the URL")
+        header = request.headers.get("authorization")
+        if header is not None:
+            if not (isinstance(own, PinnedBearer) and own.added(header)):
+                refuse_own_credential("an Authorization header")
+            del request.headers["authorization"]
         if auth is not httpx2.USE_CLIENT_DEFAULT and auth is not None:
             refuse_own_credential("auth=")
         return await super().send(request, auth=auth, **options)

@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from app.agent import AttestedSession
 from app.agent.channel import AttestedChannel, attest_channel
 from app.agent.delegation import CapabilityNotAttested
-from app.agent.errors import VerificationFailed
+from app.agent.errors import ChannelNotAttested, VerificationFailed
 from app.auth.dev_issuer import DevIssuer
 from app.delegation.keys import CapabilityRoot
 from app.wire.tls_binding import ATTESTATION_ROUTE
@@ -186,6 +186,35 @@ class TestNoCredentialInAHeader:
             await http.get(channel.url)
             await http.get(channel.url, auth=None)
         assert wire[1:] == [("/mcp", f"Bearer {capability}"), ("/mcp", None)]
+
+    async def test_user_info_in_the_url_and_a_replaced_client_auth_are_refused(self, delegating_server, tee_stack,
+                                                                              capability, foreign, wire):
+        with_user_info = delegating_server.url.replace("https://", f"https://agent:{foreign}@")
+        with pytest.raises(ChannelNotAttested, match="user:password@"):
+            await attest_channel(with_user_info, tee_stack.trust)
+        assert wire == []
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        async with channel.http_client() as http:
+            with pytest.raises(ValueError, match="not as user:password@ in the URL"):
+                await http.get(with_user_info)  # httpx would send it as Basic auth
+            with pytest.raises(ValueError, match="not as user:password@ in the URL"):
+                await http.get(with_user_info, auth=None)
+        async with channel.http_client(bearer=capability) as http:
+            http.auth = httpx2.BasicAuth("agent", foreign)
+            with pytest.raises(ValueError, match="not as a client auth set after construction"):
+                await http.get(channel.url)
+        assert wire == [(ATTESTATION_ROUTE, None)]
+
+    async def test_a_same_origin_redirect_keeps_the_bearer_behind_the_pin_check(self, delegating_server, tee_stack,
+                                                                                capability, wire):
+        # The server answers "/mcp/" with a 307 to "/mcp"; the SDK follows it with the first request's headers.
+        channel = await attest_channel(delegating_server.url + "/", tee_stack.trust)
+        async with channel.http_client(bearer=capability) as http, \
+                streamable_http_client(channel.url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.discover()
+            assert (await session.call_tool("attestation_status", {})).is_error is False
+        assert ("/mcp/", f"Bearer {capability}") in wire and ("/mcp", f"Bearer {capability}") in wire
 
 
 class TestVerifyStatusChecksThePresentedCapability:
