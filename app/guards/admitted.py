@@ -12,11 +12,14 @@ Threat model:
     - Timing. A remembered statement is answered faster. Were the memory shared, a caller could
       time a guess at another caller's query (say one with an e-mail address in its WHERE) and
       learn that somebody ran it. Entries are kept per caller, so a fast answer only tells a
-      caller about its own past.
+      caller about its own past. A caller that cannot be told apart from another (a delegated
+      capability carries its delegator's subject) passes no caller, and nothing is remembered.
     - Crowding out. One caller cannot evict another's entries (`FairLru`), so nobody can make
       another's calls slower by flooding.
     - Memory. At most `REMEMBERED_TOTAL` entries, each of a text no longer than
       `REMEMBERED_MAX_CHARS`; longer texts are checked every time.
+    - Activity. Once the total cap is reached, a caller can notice its own entries being pushed
+      out and so learn that others are running new statements, but nothing of what they are.
     - Refusals are never remembered. Each refused text goes through the guard again, so every
       refusal is logged and audited like the first one.
 
@@ -32,8 +35,8 @@ from app.guards.sql import GuardedQuery, guard_sql
 # Admissions remembered for one caller, and for everybody together.
 REMEMBERED_PER_CALLER = 64
 REMEMBERED_TOTAL = 1024
-# Longest text remembered; with the two copies a GuardedQuery holds, this bounds the memory at
-# about REMEMBERED_TOTAL × 3 × this many characters (6 MB).
+# Longest text remembered, in characters. An entry holds the text and the statement cut from it
+# (often the same object), at most 4 bytes a character: about 17 MB for the whole memory at worst.
 REMEMBERED_MAX_CHARS = 2048
 
 
@@ -49,13 +52,13 @@ class AdmittedQueries:
     def __init__(self, *, per_caller: int = REMEMBERED_PER_CALLER, total: int = REMEMBERED_TOTAL) -> None:
         self._admitted: FairLru[GuardedQuery] = FairLru(per_owner=per_caller, total=total)
 
-    def check(self, caller: str, sql: str) -> GuardedQuery:
-        """The guard's verdict on `sql` for `caller`.
+    def check(self, caller: str | None, sql: str) -> GuardedQuery:
+        """The guard's verdict on `sql` for `caller`; with no caller, nothing is remembered.
 
         Raises:
             SqlRejected: When the guard refuses `sql`; the refusal is not remembered.
         """
-        if not isinstance(sql, str) or len(sql) > REMEMBERED_MAX_CHARS:
+        if caller is None or not isinstance(sql, str) or len(sql) > REMEMBERED_MAX_CHARS:
             return guard_sql(sql)
         admitted = self._admitted.get(caller, sql)
         if admitted is None:

@@ -72,6 +72,12 @@ class TestMemory:
         memory.check("bob", SELECT)
         assert parses == [SELECT, SELECT]
 
+    def test_with_no_caller_nothing_is_remembered(self, parses) -> None:
+        memory = AdmittedQueries()
+        memory.check(None, SELECT)
+        memory.check(None, SELECT)
+        assert parses == [SELECT, SELECT]
+
     def test_one_caller_flooding_its_share_keeps_another_callers_entries(self, parses) -> None:
         memory = AdmittedQueries(per_caller=2, total=3)
         memory.check("bob", SELECT)

@@ -1,0 +1,55 @@
+"""`query_database` remembers a caller's admitted statements, except a delegate's (real Postgres, in process)."""
+
+from __future__ import annotations
+
+import pytest
+from fastmcp import Client, FastMCP
+
+from app.auth.principal import Principal
+from app.config import Settings
+from app.guards import admitted as admitted_module
+from app.guards.sql import guard_sql
+from app.secrets.env import load_env_secrets
+from app.tools import database
+from app.tools.server_state import ServerState
+from app.upstreams.postgres import ReadOnlyDatabase
+
+SQL = "SELECT id FROM issues WHERE id = 1"
+
+
+@pytest.fixture
+def parses(monkeypatch) -> list[str]:
+    seen: list[str] = []
+
+    def counting_guard(sql: str):
+        seen.append(sql)
+        return guard_sql(sql)
+
+    monkeypatch.setattr(admitted_module, "guard_sql", counting_guard)
+    return seen
+
+
+async def _call_twice(postgres, tmp_path, principal: Principal) -> None:
+    state = ServerState(settings=Settings(audit_log=str(tmp_path / "audit.jsonl")), secrets=load_env_secrets({}),
+                        database=ReadOnlyDatabase(postgres.reader_dsn), principals=lambda: principal)
+    mcp = FastMCP("database-memory")
+    database.register(mcp, state)
+    try:
+        async with Client(mcp) as client:
+            for _ in range(2):
+                result = await client.call_tool("query_database", {"sql": SQL})
+                assert result.structured_content["columns"] == ["id"]
+    finally:
+        await state.database.close()
+
+
+async def test_a_callers_repeated_statement_is_checked_once(postgres, tmp_path, parses):
+    await _call_twice(postgres, tmp_path, Principal("alice", frozenset({"mcp:read"})))
+    assert parses == [SQL]
+
+
+async def test_a_delegates_statements_are_checked_every_time(postgres, tmp_path, parses):
+    # It carries alice's subject: a remembered answer would tell it, by its speed, what alice ran.
+    delegate = Principal("alice", frozenset({"mcp:read"}), delegation=object())
+    await _call_twice(postgres, tmp_path, delegate)
+    assert parses == [SQL, SQL]
