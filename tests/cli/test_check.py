@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -46,10 +47,10 @@ class TestCheck:
     @pytest.mark.parametrize("authority", ["127.0.0.1:{port}", "127.0.0.1:not-a-port-{port}"],
                              ids=["refused", "unparsable"])
     def test_an_unreachable_webhook_is_named_without_its_secret_path(self, baseline_env, authority):
-        from app.devstack.postgres import free_port
-
-        dead = f"http://{authority.format(port=free_port())}{CANARY_WEBHOOK_PATH}"
-        result = check({**baseline_env, "WEBHOOK_URL": dead})
+        with socket.socket() as refusing:  # bound, never listening: nobody else can take the port meanwhile
+            refusing.bind(("127.0.0.1", 0))
+            dead = f"http://{authority.format(port=refusing.getsockname()[1])}{CANARY_WEBHOOK_PATH}"
+            result = check({**baseline_env, "WEBHOOK_URL": dead})
         assert result.returncode == 1 and "✗ upstream webhook: unreachable" in result.stdout, result.stdout
         assert_no_canary([result.stdout, result.stderr], "mcp-tee check")
 

@@ -131,8 +131,8 @@ class TestLockMatchesPyproject:
 
     def test_an_unpinned_dependency_is_refused(self) -> None:
         pyproject = read_pyproject()
-        pyproject["project"]["optional-dependencies"]["dev"].append("pytest-xdist>=3")
-        assert "pyproject.toml: pytest-xdist>=3 is not pinned with ==" in new_mismatches(pyproject)
+        pyproject["project"]["optional-dependencies"]["dev"].append("pytest-randomly>=3")
+        assert "pyproject.toml: pytest-randomly>=3 is not pinned with ==" in new_mismatches(pyproject)
 
 
 class TestLockFiles:
