@@ -138,5 +138,5 @@ class TestRequestBodyTimeout:
 
     @pytest.mark.parametrize("value", ["0", "-5", "30s", "nan", "inf"])
     def test_bad_values_stop_start_up_naming_the_variable(self, value):
-        with pytest.raises(ConfigError, match=f"MCP_REQUEST_BODY_TIMEOUT_S must be a (positive finite )?number"):
+        with pytest.raises(ConfigError, match="MCP_REQUEST_BODY_TIMEOUT_S must be a (positive finite )?number"):
             load_settings({"MCP_REQUEST_BODY_TIMEOUT_S": value})

@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.auth.principal import LOCAL_SUBJECT, Principal
+from app.auth.principal import LOCAL_SUBJECT
 from app.errors import InvalidArgument
 from app.server.session_end import ForgetEndedSessions
 from app.sessions import (MAX_NONCES_PER_SESSION, MAX_REMEMBERED_NONCES, MAX_REMEMBERED_NONCES_PER_PRINCIPAL,

@@ -27,7 +27,6 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, NoReturn
 
-from fastmcp.server.elicitation import AcceptedElicitation
 from fastmcp.tools.base import InputRequiredToolResult
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS

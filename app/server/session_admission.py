@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS

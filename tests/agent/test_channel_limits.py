@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 from starlette.applications import Starlette
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from app.agent import TrustPolicy

@@ -10,7 +10,7 @@ import time
 import pglast
 import pytest
 
-from app.errors import CapabilityDenied, InvalidArgument
+from app.errors import CapabilityDenied
 from app.guards.sql import MAX_SQL_CHARS, GuardedQuery, SqlRejected, guard_sql
 from tests.guards.corpus import ATTACKS, MUST_ALLOW
 

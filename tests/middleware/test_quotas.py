@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fastmcp import Client
 
 from app.capability_policy import load_policy
 from app.middleware.quotas import QuotaExceeded, RateLimiter, UpstreamSlots

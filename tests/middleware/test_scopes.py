@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fastmcp import Client
 
 from app.auth.principal import Principal, PrincipalProvider
 from app.errors import CapabilityDenied
