@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latency import NEW_QUERY_TEXT
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -29,8 +31,11 @@ def verdicts(results: dict) -> list[Verdict]:
         vs_trivial = _ratio(database, "full query_database", "full echo")
         trips = results.get("pool", {}).get("pool", {}).get("round_trips")
         trips_text = f"; {trips:.1f} Postgres round trips per query" if trips is not None else ""
+        # The goal's query repeats, so the guard answers it from memory; show a never-seen text beside it.
+        new_text = (f"; a new text each call: {_ratio(database, NEW_QUERY_TEXT, 'full echo'):.2f}x echo"
+                    if NEW_QUERY_TEXT in database else "")
         found.append(Verdict("1 (query_database p50 <= 0.5x reference, <= 1.3x own trivial tool)",
-                             f"{vs_reference:.2f}x reference, {vs_trivial:.2f}x echo{trips_text}",
+                             f"{vs_reference:.2f}x reference, {vs_trivial:.2f}x echo{new_text}{trips_text}",
                              vs_reference <= 0.5 and vs_trivial <= 1.3))
         stack = latency["stack"]
         p50, p99 = _ratio(stack, "full echo", "bare echo"), _ratio(stack, "full echo", "bare echo", "p99")
