@@ -149,6 +149,10 @@ class PinnedBearer(httpx2.Auth):
         if not self._pin.confirmed:
             # Fail closed: no verified binding, no credential on the wire.
             raise ChannelNotAttested("refusing to send the bearer token: the TLS channel is not attested yet")
+        if request.url.scheme != "https":
+            # Plain HTTP has no handshake, so the pin would never be checked.
+            raise ChannelNotAttested("refusing to send the bearer token over plain HTTP: only the pinned TLS "
+                                     "channel carries it")
         request.headers["Authorization"] = self._header()
         yield request
 

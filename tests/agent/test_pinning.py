@@ -108,6 +108,14 @@ class TestPinnedBearer:
             await _get(pin, server_a.url, auth=PinnedBearer(pin, BEARER))
         assert server_a.connections_since(seen) == []  # refused before even connecting
 
+    async def test_no_bearer_over_plain_http_even_once_confirmed(self, server_a):
+        pin = ChannelPin(server_a.spki)
+        seen = len(server_a.connections_since(0))
+        plain = server_a.url.replace("https://", "http://")
+        with pytest.raises(ChannelNotAttested, match="plain HTTP"):
+            await _get(pin, plain, auth=PinnedBearer(pin, BEARER))
+        assert server_a.connections_since(seen) == []  # refused before even connecting
+
     async def test_bearer_after_confirmation(self, server_a):
         pin = ChannelPin()
         await _get(pin, server_a.url)
