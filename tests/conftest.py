@@ -100,6 +100,22 @@ def server(baseline_env, tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture
+def guard_parses(monkeypatch) -> list[str]:
+    """Every SQL text the guard's memory hands to the real guard, in order (what it did not answer itself)."""
+    from app.guards import admitted
+    from app.guards.sql import guard_sql
+
+    seen: list[str] = []
+
+    def counting_guard(sql: str):
+        seen.append(sql)
+        return guard_sql(sql)
+
+    monkeypatch.setattr(admitted, "guard_sql", counting_guard)
+    return seen
+
+
 def pytest_configure(config):
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.path.insert(0, str(REPO_ROOT))

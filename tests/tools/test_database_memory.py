@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 from fastmcp import Client, FastMCP
 
 from app.auth.principal import Principal
 from app.config import Settings
-from app.guards import admitted as admitted_module
-from app.guards.sql import guard_sql
 from app.secrets.env import load_env_secrets
 from app.tools import database
 from app.tools.server_state import ServerState
 from app.upstreams.postgres import ReadOnlyDatabase
 
 SQL = "SELECT id FROM issues WHERE id = 1"
-
-
-@pytest.fixture
-def parses(monkeypatch) -> list[str]:
-    seen: list[str] = []
-
-    def counting_guard(sql: str):
-        seen.append(sql)
-        return guard_sql(sql)
-
-    monkeypatch.setattr(admitted_module, "guard_sql", counting_guard)
-    return seen
 
 
 async def _call_twice(postgres, tmp_path, principal: Principal) -> None:
@@ -43,13 +28,13 @@ async def _call_twice(postgres, tmp_path, principal: Principal) -> None:
         await state.database.close()
 
 
-async def test_a_callers_repeated_statement_is_checked_once(postgres, tmp_path, parses):
+async def test_a_callers_repeated_statement_is_checked_once(postgres, tmp_path, guard_parses):
     await _call_twice(postgres, tmp_path, Principal("alice", frozenset({"mcp:read"})))
-    assert parses == [SQL]
+    assert guard_parses == [SQL]
 
 
-async def test_a_delegates_statements_are_checked_every_time(postgres, tmp_path, parses):
+async def test_a_delegates_statements_are_checked_every_time(postgres, tmp_path, guard_parses):
     # It carries alice's subject: a remembered answer would tell it, by its speed, what alice ran.
     delegate = Principal("alice", frozenset({"mcp:read"}), delegation=object())
     await _call_twice(postgres, tmp_path, delegate)
-    assert parses == [SQL, SQL]
+    assert guard_parses == [SQL, SQL]
