@@ -94,8 +94,9 @@ class AttestedChannel:
         Raises:
             CapabilityNotAttested: ``bearer`` is a capability that does not chain to the attested
                 ``capability_pub``; no client was made, so nothing was sent.
-            ValueError: an ``Authorization`` header was passed in ``headers`` (any form), or an ``auth=``. The
-                client also refuses, with the same error, a request that carries either of its own.
+            ValueError: an ``Authorization`` header was passed in ``headers`` (any form), an ``auth=``, or
+                an option that would replace the pinned transport (see ``PinnedAsyncClient``). The client
+                also refuses a request carrying a credential other than its bearer.
         """
         # Fail closed: a credential in a header or another auth flow would skip the pin check and the capability gate.
         if "authorization" in httpx2.Headers(client_options.get("headers")):
@@ -103,9 +104,8 @@ class AttestedChannel:
         if "auth" in client_options:
             refuse_own_credential("auth=")
         client_options.setdefault("timeout", httpx2.Timeout(DEFAULT_TIMEOUT_S, read=300.0))
-        if bearer is not None:
-            client_options["auth"] = self._pinned_bearer(bearer)
-        return pinned_async_client(self.pin, **client_options)
+        return pinned_async_client(self.pin, bearer=self._pinned_bearer(bearer) if bearer is not None else None,
+                                   **client_options)
 
     def _pinned_bearer(self, bearer: str) -> PinnedBearer:
         """The one way a bearer joins a client on this channel."""

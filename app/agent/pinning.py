@@ -142,11 +142,11 @@ class PinnedBearer(httpx2.Auth):
     """
 
     def __init__(self, pin: ChannelPin, token: str) -> None:
-        self._pin = pin
+        self.pin = pin
         self._token = token
 
     def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
-        if not self._pin.confirmed:
+        if not self.pin.confirmed:
             # Fail closed: no verified binding, no credential on the wire.
             raise ChannelNotAttested("refusing to send the bearer token: the TLS channel is not attested yet")
         if request.url.scheme != "https":
@@ -167,28 +167,54 @@ class PinnedBearer(httpx2.Auth):
         return "PinnedBearer(token=[REDACTED])"
 
 
-class PinnedAsyncClient(httpx2.AsyncClient):
-    """An ``httpx2.AsyncClient`` that sends no credential but its own :class:`PinnedBearer`.
+# Options a caller may give a pinned client. Left out on purpose: `transport`, `mounts` and `verify`
+# (httpx ignores the pinned context when given a transport, so the pin would never run), `auth`
+# (only the channel's own PinnedBearer, passed as `bearer`), and request hooks (they run after the
+# checks in `send` and could add a header). Proxies come from the environment (`trust_env`).
+PINNED_CLIENT_OPTIONS = frozenset({
+    "headers", "cookies", "params", "base_url", "timeout", "limits", "http2", "follow_redirects",
+    "max_redirects", "trust_env", "default_encoding", "event_hooks",
+})
 
-    That bearer (the client's ``auth``) is the only way a credential goes out. Anything else would
-    skip the pin check and, for a capability, the check that it chains to the attested key, so a
-    request is refused before it is sent when it carries an ``Authorization`` header of its own, an
-    ``auth=`` (``auth=None``, which sends nothing, is allowed), ``user:password@`` in its URL (httpx
-    turns it into Basic auth), or when the client's ``auth`` was replaced after construction. A
-    same-origin redirect (the MCP SDK follows them itself) carries the bearer's own header over: it
-    is dropped, and the bearer adds it again after its pin check.
+
+class PinnedAsyncClient(httpx2.AsyncClient):
+    """An ``httpx2.AsyncClient`` whose every connection enforces ``pin`` and whose only credential is ``bearer``.
+
+    That bearer is the only way a credential goes out. Anything else would skip the pin check and,
+    for a capability, the check that it chains to the attested key, so a request is refused before
+    it is sent when it carries an ``Authorization`` header of its own, an ``auth=`` (``auth=None``,
+    which sends nothing, is allowed), ``user:password@`` in its URL (httpx turns it into Basic
+    auth), or when the client's ``auth`` is no longer its bearer. A same-origin redirect (the MCP SDK
+    follows them itself) carries the bearer's own header over: it is dropped, and the bearer adds it
+    again after its pin check.
+
+    Raises:
+        ValueError: an option outside ``PINNED_CLIENT_OPTIONS``, a request hook, or a bearer bound to
+            another pin.
     """
+
+    def __init__(self, pin: ChannelPin, *, bearer: PinnedBearer | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - PINNED_CLIENT_OPTIONS)
+        if unknown:
+            raise ValueError(f"a pinned client does not take {', '.join(unknown)}: it could bypass the pin or "
+                             "the credential checks")
+        if (options.get("event_hooks") or {}).get("request"):
+            raise ValueError("a pinned client takes response hooks only: a request hook runs after the "
+                             "credential checks")
+        if bearer is not None and bearer.pin is not pin:
+            raise ValueError("the bearer is bound to another channel's pin")
+        super().__init__(verify=pin.ssl_context(), auth=bearer, **options)
+        self._bearer = bearer
 
     async def send(self, request: httpx2.Request, *, auth: Any = httpx2.USE_CLIENT_DEFAULT,
                    **options: Any) -> httpx2.Response:
-        own = self.auth
-        if own is not None and not isinstance(own, PinnedBearer):
+        if self.auth is not self._bearer:
             refuse_own_credential("a client auth set after construction")
         if request.url.userinfo:
             refuse_own_credential("user:password@ in the URL")
         header = request.headers.get("authorization")
         if header is not None:
-            if not (isinstance(own, PinnedBearer) and own.added(header)):
+            if self._bearer is None or not self._bearer.added(header):
                 refuse_own_credential("an Authorization header")
             del request.headers["authorization"]
         if auth is not httpx2.USE_CLIENT_DEFAULT and auth is not None:
@@ -201,9 +227,10 @@ def refuse_own_credential(form: str) -> NoReturn:
     raise ValueError(f"pass the credential as bearer=, not as {form}: only then is it sent after the pin is confirmed")
 
 
-def pinned_async_client(pin: ChannelPin, **client_options: Any) -> PinnedAsyncClient:
-    """A :class:`PinnedAsyncClient` whose every connection enforces ``pin`` (other options pass through)."""
-    return PinnedAsyncClient(verify=pin.ssl_context(), **client_options)
+def pinned_async_client(pin: ChannelPin, *, bearer: PinnedBearer | None = None,
+                        **client_options: Any) -> PinnedAsyncClient:
+    """A :class:`PinnedAsyncClient` on ``pin`` (see it for the options it takes and refuses)."""
+    return PinnedAsyncClient(pin, bearer=bearer, **client_options)
 
 
 def pin_refusal(exc: BaseException) -> ChannelPinMismatch | None:

@@ -26,6 +26,7 @@ from app.agent import AttestedSession
 from app.agent.channel import AttestedChannel, attest_channel
 from app.agent.delegation import CapabilityNotAttested
 from app.agent.errors import ChannelNotAttested, VerificationFailed
+from app.agent.pinning import PinnedBearer, pinned_async_client
 from app.auth.dev_issuer import DevIssuer
 from app.delegation.keys import CapabilityRoot
 from app.wire.tls_binding import ATTESTATION_ROUTE
@@ -204,6 +205,31 @@ class TestNoCredentialInAHeader:
             with pytest.raises(ValueError, match="not as a client auth set after construction"):
                 await http.get(channel.url)
         assert wire == [(ATTESTATION_ROUTE, None)]
+
+    async def test_options_that_would_replace_the_pinned_transport_are_refused(self, delegating_server, tee_stack,
+                                                                             capability, wire):
+        # httpx ignores the pinned TLS context when it is given a transport: the bearer would reach any key.
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        for options in ({"transport": httpx2.AsyncHTTPTransport()}, {"mounts": {"https://": httpx2.AsyncHTTPTransport()}},
+                        {"verify": False}):
+            with pytest.raises(ValueError, match="does not take"):
+                channel.http_client(bearer=capability, **options)
+        with pytest.raises(ValueError, match="response hooks only"):
+            channel.http_client(bearer=capability, event_hooks={"request": [lambda request: None]})
+        assert wire == [(ATTESTATION_ROUTE, None)]
+
+    async def test_a_bearer_swapped_in_from_another_channel_is_refused(self, delegating_server, tee_stack,
+                                                                       capability, foreign, wire):
+        channel = await attest_channel(delegating_server.url, tee_stack.trust)
+        other = await attest_channel(delegating_server.url, tee_stack.trust)
+        async with channel.http_client(bearer=capability) as http:
+            # Its own pin is confirmed, but it skipped the check that a capability chains to this channel's key.
+            http.auth = PinnedBearer(other.pin, foreign)
+            with pytest.raises(ValueError, match="not as a client auth set after construction"):
+                await http.get(channel.url)
+        with pytest.raises(ValueError, match="another channel's pin"):
+            pinned_async_client(channel.pin, bearer=PinnedBearer(other.pin, capability))
+        assert wire == [(ATTESTATION_ROUTE, None), (ATTESTATION_ROUTE, None)]
 
     async def test_a_same_origin_redirect_keeps_the_bearer_behind_the_pin_check(self, delegating_server, tee_stack,
                                                                                 capability, wire):

@@ -43,7 +43,7 @@ class TestPinnedKey:
         seen = len(server_b.connections_since(0))
         pin = ChannelPin(server_a.spki)
         with pytest.raises(httpx2.ConnectError) as refused:
-            await _get(pin, server_b.url, auth=PinnedBearer(pin, BEARER))
+            await _get(pin, server_b.url, bearer=PinnedBearer(pin, BEARER))
         assert isinstance(pin_refusal(refused.value), ChannelPinMismatch)
         assert pin.refused == [server_b.spki]
         assert server_b.connections_since(seen) == [b""]  # the handshake happened, the request never did
@@ -105,7 +105,7 @@ class TestPinnedBearer:
         pin = ChannelPin()
         seen = len(server_a.connections_since(0))
         with pytest.raises(ChannelNotAttested, match="not attested yet"):
-            await _get(pin, server_a.url, auth=PinnedBearer(pin, BEARER))
+            await _get(pin, server_a.url, bearer=PinnedBearer(pin, BEARER))
         assert server_a.connections_since(seen) == []  # refused before even connecting
 
     async def test_no_bearer_over_plain_http_even_once_confirmed(self, server_a):
@@ -113,14 +113,14 @@ class TestPinnedBearer:
         seen = len(server_a.connections_since(0))
         plain = server_a.url.replace("https://", "http://")
         with pytest.raises(ChannelNotAttested, match="plain HTTP"):
-            await _get(pin, plain, auth=PinnedBearer(pin, BEARER))
+            await _get(pin, plain, bearer=PinnedBearer(pin, BEARER))
         assert server_a.connections_since(seen) == []  # refused before even connecting
 
     async def test_bearer_after_confirmation(self, server_a):
         pin = ChannelPin()
         await _get(pin, server_a.url)
         pin.confirm(server_a.spki)
-        await _get(pin, server_a.url, auth=PinnedBearer(pin, BEARER))
+        await _get(pin, server_a.url, bearer=PinnedBearer(pin, BEARER))
         assert f"Authorization: Bearer {BEARER}".lower().encode() in server_a.connections_since(0)[-1].lower()
         assert BEARER not in repr(PinnedBearer(pin, BEARER))
 
