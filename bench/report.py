@@ -199,8 +199,9 @@ def render(results: dict) -> None:
         "",
         "Goal 1, `query_database` (`SELECT id, title, state FROM issues WHERE id = 42`) vs the reference sample and vs "
         "this server's own trivial tool. The server remembers the SQL guard's admissions per caller, so a repeated "
-        "statement is not parsed again; the row with a new text each call pays the parse (and Postgres plans it "
-        "afresh), as a statement an agent sends once does:",
+        "statement is not parsed again; the row with a new text each call pays the parse, as a statement an "
+        "agent sends once does. Postgres plans every run afresh: no statement is prepared on the server, "
+        "where a cached plan would make a text faster for every caller:",
         "",
         *_rows(latency["database"], "reference query_database"),
         "",

@@ -117,7 +117,11 @@ class ReadOnlyDatabase:
             reconnect_timeout=30.0,
             # Defence in depth: even a statement sent outside our BEGIN READ ONLY would be read-only.
             kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "application_name": "mcp-tee",
-                    "options": "-c default_transaction_read_only=on"},
+                    "options": "-c default_transaction_read_only=on",
+                    # No server-side prepared statements: a plan cached on a pooled connection after a
+                    # text's fifth run would make that text faster for every caller, a timing oracle for
+                    # another caller's statements (see app/guards/admitted.py). It costs ~0.17 ms a query.
+                    "prepare_threshold": None},
         )
         self._opened = False
         self._statement_timeout_ms = statement_timeout_ms

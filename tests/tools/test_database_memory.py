@@ -1,4 +1,5 @@
-"""`query_database` remembers a caller's admitted statements, except a delegate's (real Postgres, in process)."""
+"""What `query_database` remembers of a statement: the guard's admission per caller (not a delegate's), and
+nothing on the database server, where a cached plan would be shared by every caller (real Postgres, in process)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ async def test_a_delegates_statements_are_checked_every_time(postgres, tmp_path,
     delegate = Principal("alice", frozenset({"mcp:read"}), delegation=object())
     await _call_twice(postgres, tmp_path, delegate)
     assert guard_parses == [SQL, SQL]
+
+
+async def test_a_repeated_statement_is_never_prepared_on_the_server(postgres):
+    database = ReadOnlyDatabase(postgres.reader_dsn, pool_size=1)  # one connection: every run lands on it
+    try:
+        for _ in range(8):  # psycopg's default prepares a text on its fifth run
+            await database.query(SQL, max_rows=5)
+        prepared = await database.query("SELECT count(*) AS n FROM pg_prepared_statements", max_rows=1)
+    finally:
+        await database.close()
+    assert prepared.rows == [[0]]
