@@ -200,8 +200,8 @@ def render(results: dict) -> None:
         "Goal 1, `query_database` (`SELECT id, title, state FROM issues WHERE id = 42`) vs the reference sample and vs "
         "this server's own trivial tool. The server remembers the SQL guard's admissions per caller, so a repeated "
         "statement is not parsed again; the row with a new text each call pays the parse, as a statement an "
-        "agent sends once does. Postgres plans every run afresh: no statement is prepared on the server, "
-        "where a cached plan would make a text faster for every caller:",
+        "agent sends once does. Postgres plans the caller's statement on every run: it is never prepared on the "
+        "server, where a cached plan would make a text faster for every caller:",
         "",
         *_rows(latency["database"], "reference query_database"),
         "",

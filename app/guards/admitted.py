@@ -14,8 +14,8 @@ Threat model:
       learn that somebody ran it. Entries are kept per caller, so a fast answer only tells a
       caller about its own past. A caller that cannot be told apart from another (a delegated
       capability carries its delegator's subject) passes no caller, and nothing is remembered.
-      The database keeps no per-text state either: no statement is prepared on the server
-      (`app/upstreams/postgres.py`), where a cached plan would be shared by every caller.
+      The database keeps no per-text state either: the caller's statement is never prepared on
+      the server (`app/upstreams/postgres.py`), where a cached plan would be shared by every caller.
     - Crowding out. One caller cannot evict another's entries (`FairLru`), so nobody can make
       another's calls slower by flooding.
     - Memory. At most `REMEMBERED_TOTAL` entries, each of a text no longer than

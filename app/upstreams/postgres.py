@@ -117,11 +117,7 @@ class ReadOnlyDatabase:
             reconnect_timeout=30.0,
             # Defence in depth: even a statement sent outside our BEGIN READ ONLY would be read-only.
             kwargs={"connect_timeout": max(1, int(connect_timeout_s)), "application_name": "mcp-tee",
-                    "options": "-c default_transaction_read_only=on",
-                    # No server-side prepared statements: a plan cached on a pooled connection after a
-                    # text's fifth run would make that text faster for every caller, a timing oracle for
-                    # another caller's statements (see app/guards/admitted.py). It costs ~0.17 ms a query.
-                    "prepare_threshold": None},
+                    "options": "-c default_transaction_read_only=on"},
         )
         self._opened = False
         self._statement_timeout_ms = statement_timeout_ms
@@ -202,11 +198,15 @@ async def run_bounded(conn: psycopg.AsyncConnection, statement: str, max_rows: i
                                     cap=MAX_RESULT_BYTES)
     try:
         async with conn.pipeline():
-            await conn.execute("BEGIN READ ONLY")
-            await conn.execute(_SET_LIMITS, limits)
+            await conn.execute("BEGIN READ ONLY", prepare=True)
+            await conn.execute(_SET_LIMITS, limits, prepare=True)
             # Parameters (none) force the extended protocol: Postgres refuses a second statement.
-            cursor = await conn.execute(bounded, ())
-            await conn.execute("COMMIT")
+            # Never prepared: psycopg would cache its plan on this pooled connection after the fifth
+            # run, making that text faster for every caller, a timing oracle for another caller's
+            # statements (see app/guards/admitted.py). This module's constant statements, which carry
+            # no caller text, are prepared at once.
+            cursor = await conn.execute(bounded, (), prepare=False)
+            await conn.execute("COMMIT", prepare=True)
     except psycopg.Error:
         # A failed statement made Postgres skip the rest of the pipeline, COMMIT included.
         if not conn.closed and conn.info.transaction_status in _IN_TRANSACTION:
