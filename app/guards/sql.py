@@ -27,6 +27,13 @@ Threat model:
     checked: the latter only resolves functions of one composite argument, which none of the
     denied functions are.
 
+    A *shared-session view* is a catalog view or function that shows other sessions' statements.
+    Every caller reaches Postgres as the server's one database role, so ``pg_stat_activity`` shows
+    each pooled connection's running statement, literals included, to every other caller. Views
+    are matched on their unqualified name wherever the grammar puts a relation (FROM, JOIN,
+    TABLE, subqueries, CTE bodies), ignoring case like functions; a caller's own CTE of the same
+    name is refused too, which costs nothing.
+
     Not covered here, and handled by execution instead: resource use of legal queries (huge
     joins, recursive CTEs, ``generate_series``), which a statement timeout and a row cap bound,
     and which tables the caller may read, which the database role decides.
@@ -105,11 +112,20 @@ WAL_FUNCTIONS = frozenset({
 })
 # Functions that execute SQL given as a string, which this guard cannot see into.
 DYNAMIC_SQL_FUNCTIONS = frozenset({"ts_stat", "ts_rewrite"})
+# Functions that return other sessions' statement text (what pg_stat_activity is built on).
+SESSION_ACTIVITY_FUNCTIONS = frozenset({"pg_stat_get_activity", "pg_stat_statements", "pg_stat_statements_info"})
 
 DENIED_FUNCTIONS = (
     FILE_ACCESS_FUNCTIONS | LARGE_OBJECT_FUNCTIONS | NETWORK_FUNCTIONS | DOS_FUNCTIONS
     | ADMIN_FUNCTIONS | STATE_CHANGING_FUNCTIONS | WAL_FUNCTIONS | DYNAMIC_SQL_FUNCTIONS
+    | SESSION_ACTIVITY_FUNCTIONS
 )
+
+# Catalog views that show statements of sessions other than the caller's own call, matched on the
+# lower-cased unqualified relation name.
+SESSION_ACTIVITY_RELATIONS = frozenset({
+    "pg_stat_activity", "pg_stat_statements", "pg_stat_statements_info", "pg_prepared_statements", "pg_cursors",
+})
 
 # Whole families, denied by name prefix so that new members are covered too.
 DENIED_FUNCTION_PREFIXES = frozenset({
@@ -117,6 +133,7 @@ DENIED_FUNCTION_PREFIXES = frozenset({
     "lo_", "dblink",                                         # large objects, remote SQL
     "pg_advisory", "pg_try_advisory",                        # locks (DoS)
     "pg_stat_reset",                                         # statistics reset
+    "pg_stat_get_backend_",                                  # another backend's statement and state
     "pg_replication_", "pg_logical_",                        # replication
     "query_to_xml", "table_to_xml", "cursor_to_xml",         # run SQL / dump whole tables
     "schema_to_xml", "database_to_xml",
@@ -235,6 +252,9 @@ def _check_node(node: ast.Node) -> None:
         _reject("SELECT ... INTO is not allowed; it creates a table")
     if isinstance(node, ast.LockingClause):
         _reject("row-locking clauses (FOR UPDATE / FOR SHARE) are not allowed")
+    if isinstance(node, ast.RangeVar) and isinstance(node.relname, str) \
+            and node.relname.casefold() in SESSION_ACTIVITY_RELATIONS:
+        _reject(f"reading {node.relname.casefold()} is not allowed: it shows other callers' statements")
     if isinstance(node, ast.FuncCall):
         _check_function_name(node.funcname)
     elif isinstance(node, ast.RangeTableSample):

@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import tomli_w
 import tomllib
@@ -129,3 +130,27 @@ class TestFairShareOfSlots:
         assert all(not result.is_error for result in victims), [text_of(result) for result in victims]
         held = await asyncio.gather(*slow)
         assert sum("statement timeout" in text_of(result) for result in held) == POSTGRES_SLOTS // 2
+
+
+class TestOtherCallersStatementsStayPrivate:
+    """Every caller reaches Postgres as the server's one role, which shows each session's running statement."""
+
+    async def test_a_running_statement_is_visible_to_the_role_but_not_through_the_tool(self, shared_server, postgres):
+        canary = "alice-private-canary-5c1e"
+        running = asyncio.create_task(query(shared_server, "alice", "SELECT count(*) FROM generate_series(1, 30000000) "
+                                                                     f"AS g WHERE '{canary}' <> ''"))
+        # autocommit: the activity view is a snapshot that holds still for a whole transaction.
+        async with await psycopg.AsyncConnection.connect(postgres.reader_dsn, autocommit=True) as reader:
+            for _ in range(100):  # the threat: the server's role sees alice's statement, literal and all
+                rows = await (await reader.execute("SELECT query FROM pg_stat_activity")).fetchall()
+                if any(canary in (text or "") for (text,) in rows):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail(f"alice's statement never showed in pg_stat_activity: {text_of(await running)[:300]}")
+        peeks = await asyncio.gather(*(query(shared_server, "bob", sql) for sql in (
+            "SELECT query FROM pg_stat_activity", "SELECT query FROM pg_stat_get_activity(NULL)")))
+        assert [text_of(peek) for peek in peeks] == [
+            "reading pg_stat_activity is not allowed: it shows other callers' statements",
+            "function pg_stat_get_activity is not allowed"]
+        await running

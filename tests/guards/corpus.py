@@ -115,6 +115,18 @@ ATTACKS: list[tuple[str, str]] = [
     ("table-to-xml", "SELECT table_to_xml('issues', true, true, '')"),
     ("ts-stat", "SELECT * FROM ts_stat('SELECT to_tsvector(body) FROM issues')"),
     ("tablesample-denied-method", "SELECT * FROM issues TABLESAMPLE pg_sleep(1)"),
+    # Other callers' statements: every caller shares the server's database role.
+    ("stat-activity", "SELECT query FROM pg_stat_activity"),
+    ("stat-activity-qualified-mixed-case", 'SELECT query FROM PG_CATALOG."PG_STAT_ACTIVITY"'),
+    ("stat-activity-table-form", "TABLE pg_stat_activity"),
+    ("stat-activity-in-subquery", "SELECT (SELECT query FROM pg_stat_activity LIMIT 1) AS q"),
+    ("stat-activity-in-cte", "WITH a AS (SELECT * FROM pg_stat_activity) SELECT query FROM a"),
+    ("stat-activity-joined", "SELECT i.id, a.query FROM issues i JOIN pg_stat_activity a ON true"),
+    ("stat-get-activity", "SELECT query FROM pg_stat_get_activity(NULL)"),
+    ("stat-get-backend-activity", "SELECT pg_stat_get_backend_activity(1)"),
+    ("stat-statements", "SELECT query FROM pg_stat_statements"),
+    ("prepared-statements", "SELECT statement FROM pg_prepared_statements"),
+    ("cursors", "SELECT statement FROM pg_cursors"),
     # Malformed or hostile input.
     ("empty", ""),
     ("whitespace-only", "   \n\t "),
