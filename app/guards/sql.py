@@ -27,12 +27,15 @@ Threat model:
     checked: the latter only resolves functions of one composite argument, which none of the
     denied functions are.
 
-    A *shared-session view* is a catalog view or function that shows other sessions' statements.
+    A *shared-session view* is a catalog view or function that shows other callers' activity.
     Every caller reaches Postgres as the server's one database role, so ``pg_stat_activity`` shows
-    each pooled connection's running statement, literals included, to every other caller. Views
-    are matched on their unqualified name wherever the grammar puts a relation (FROM, JOIN,
-    TABLE, subqueries, CTE bodies), ignoring case like functions; a caller's own CTE of the same
-    name is refused too, which costs nothing.
+    each pooled connection's running statement, literals included, to every other caller;
+    ``pg_locks`` shows which tables another caller is reading; the statistics views' counters move
+    with other callers' reads (an index fetch tells whether another caller's lookup found a row).
+    Views are matched on their unqualified name (or prefix) wherever the grammar puts a relation
+    (FROM, JOIN, TABLE, subqueries, CTE bodies), ignoring case like functions; a caller's own CTE
+    of the same name is refused too, which costs nothing. ``setseed`` is refused because the seed
+    outlives the transaction on a pooled connection and would fix the next caller's ``random()``.
 
     Not covered here, and handled by execution instead: resource use of legal queries (huge
     joins, recursive CTEs, ``generate_series``), which a statement timeout and a row cap bound,
@@ -99,6 +102,7 @@ ADMIN_FUNCTIONS = frozenset({
 # State changes a READ ONLY transaction does not stop or that leak across sessions.
 STATE_CHANGING_FUNCTIONS = frozenset({
     "nextval", "setval", "pg_notify", "pg_current_xact_id", "txid_current",
+    "setseed",  # the seed outlives the transaction: it would fix the next caller's random()
     "pg_stat_statements_reset", "brin_summarize_new_values", "brin_summarize_range",
     "brin_desummarize_range", "gin_clean_pending_list",
 })
@@ -112,8 +116,12 @@ WAL_FUNCTIONS = frozenset({
 })
 # Functions that execute SQL given as a string, which this guard cannot see into.
 DYNAMIC_SQL_FUNCTIONS = frozenset({"ts_stat", "ts_rewrite"})
-# Functions that return other sessions' statement text (what pg_stat_activity is built on).
-SESSION_ACTIVITY_FUNCTIONS = frozenset({"pg_stat_get_activity", "pg_stat_statements", "pg_stat_statements_info"})
+# Functions that show other sessions' statements, locks or memory (what the views below are built
+# on). The statistics functions (`pg_stat_get_*`) are denied by prefix below.
+SESSION_ACTIVITY_FUNCTIONS = frozenset({
+    "pg_stat_statements", "pg_stat_statements_info", "pg_prepared_statement", "pg_cursor", "pg_lock_status",
+    "pg_blocking_pids", "pg_safe_snapshot_blocking_pids", "pg_get_backend_memory_contexts", "pg_current_logfile",
+})
 
 DENIED_FUNCTIONS = (
     FILE_ACCESS_FUNCTIONS | LARGE_OBJECT_FUNCTIONS | NETWORK_FUNCTIONS | DOS_FUNCTIONS
@@ -121,11 +129,15 @@ DENIED_FUNCTIONS = (
     | SESSION_ACTIVITY_FUNCTIONS
 )
 
-# Catalog views that show statements of sessions other than the caller's own call, matched on the
-# lower-cased unqualified relation name.
+# Catalog views that show other sessions' statements, locks or memory, matched on the lower-cased
+# unqualified relation name; the statistics views go by prefix below.
 SESSION_ACTIVITY_RELATIONS = frozenset({
     "pg_stat_activity", "pg_stat_statements", "pg_stat_statements_info", "pg_prepared_statements", "pg_cursors",
+    "pg_locks", "pg_backend_memory_contexts",
 })
+# Statistics views: their counters move with other callers' reads (an index fetch shows whether
+# another caller's lookup found a row), and several list every connection's process id.
+SESSION_ACTIVITY_RELATION_PREFIXES = frozenset({"pg_stat_", "pg_statio_"})
 
 # Whole families, denied by name prefix so that new members are covered too.
 DENIED_FUNCTION_PREFIXES = frozenset({
@@ -133,7 +145,7 @@ DENIED_FUNCTION_PREFIXES = frozenset({
     "lo_", "dblink",                                         # large objects, remote SQL
     "pg_advisory", "pg_try_advisory",                        # locks (DoS)
     "pg_stat_reset",                                         # statistics reset
-    "pg_stat_get_backend_",                                  # another backend's statement and state
+    "pg_stat_get_",                                          # other sessions' statements and counters
     "pg_replication_", "pg_logical_",                        # replication
     "query_to_xml", "table_to_xml", "cursor_to_xml",         # run SQL / dump whole tables
     "schema_to_xml", "database_to_xml",
@@ -252,9 +264,8 @@ def _check_node(node: ast.Node) -> None:
         _reject("SELECT ... INTO is not allowed; it creates a table")
     if isinstance(node, ast.LockingClause):
         _reject("row-locking clauses (FOR UPDATE / FOR SHARE) are not allowed")
-    if isinstance(node, ast.RangeVar) and isinstance(node.relname, str) \
-            and node.relname.casefold() in SESSION_ACTIVITY_RELATIONS:
-        _reject(f"reading {node.relname.casefold()} is not allowed: it shows other callers' statements")
+    if isinstance(node, ast.RangeVar) and isinstance(node.relname, str):
+        _check_relation_name(node.relname.casefold())
     if isinstance(node, ast.FuncCall):
         _check_function_name(node.funcname)
     elif isinstance(node, ast.RangeTableSample):
@@ -271,6 +282,15 @@ def _check_function_name(name_parts: tuple[ast.Node, ...] | None) -> None:
         if name.startswith(prefix):
             # Echo the prefix, not the name: past the prefix the name is caller-chosen text.
             _reject(f"functions named {prefix}* are not allowed")
+
+
+def _check_relation_name(name: str) -> None:
+    if name in SESSION_ACTIVITY_RELATIONS:
+        _reject(f"reading {name} is not allowed: it shows other callers' activity")
+    for prefix in SESSION_ACTIVITY_RELATION_PREFIXES:
+        if name.startswith(prefix):
+            # Echo the prefix, not the name: past the prefix the name is caller-chosen text.
+            _reject(f"reading views named {prefix}* is not allowed: they show other callers' activity")
 
 
 def _statement_kind(statement: ast.SelectStmt) -> str:

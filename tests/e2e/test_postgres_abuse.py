@@ -151,6 +151,6 @@ class TestOtherCallersStatementsStayPrivate:
         peeks = await asyncio.gather(*(query(shared_server, "bob", sql) for sql in (
             "SELECT query FROM pg_stat_activity", "SELECT query FROM pg_stat_get_activity(NULL)")))
         assert [text_of(peek) for peek in peeks] == [
-            "reading pg_stat_activity is not allowed: it shows other callers' statements",
-            "function pg_stat_get_activity is not allowed"]
+            "reading pg_stat_activity is not allowed: it shows other callers' activity",
+            "functions named pg_stat_get_* are not allowed"]
         await running
