@@ -50,7 +50,7 @@ import httpx2
 from app.agent.checks import CHANNEL_CHECK, check_status, refuse, verify_token
 from app.agent.delegation import chain_to, presented_capability
 from app.agent.errors import ChannelNotAttested
-from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client, refuse_own_credential
+from app.agent.pinning import ChannelPin, PinnedBearer, pin_refusal, pinned_async_client
 from app.agent.report import VerificationReport
 from app.agent.trust import TrustPolicy
 from app.wire.runtime_data import b64url, tools_digest
@@ -98,11 +98,6 @@ class AttestedChannel:
                 an option that would replace the pinned transport (see ``PinnedAsyncClient``). The client
                 also refuses a request carrying a credential other than its bearer.
         """
-        # Fail closed: a credential in a header or another auth flow would skip the pin check and the capability gate.
-        if "authorization" in httpx2.Headers(client_options.get("headers")):
-            refuse_own_credential("an Authorization header")
-        if "auth" in client_options:
-            refuse_own_credential("auth=")
         client_options.setdefault("timeout", httpx2.Timeout(DEFAULT_TIMEOUT_S, read=300.0))
         return pinned_async_client(self.pin, bearer=self._pinned_bearer(bearer) if bearer is not None else None,
                                    **client_options)

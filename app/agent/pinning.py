@@ -189,11 +189,16 @@ class PinnedAsyncClient(httpx2.AsyncClient):
     again after its pin check.
 
     Raises:
-        ValueError: an option outside ``PINNED_CLIENT_OPTIONS``, a request hook, or a bearer bound to
-            another pin.
+        ValueError: an ``Authorization`` header or ``auth=`` among the options, an option outside
+            ``PINNED_CLIENT_OPTIONS``, a request hook, or a bearer bound to another pin.
     """
 
     def __init__(self, pin: ChannelPin, *, bearer: PinnedBearer | None = None, **options: Any) -> None:
+        # The credential forms first, by name: a header in any form (a dict or a list of pairs), or auth=.
+        if "authorization" in httpx2.Headers(options.get("headers")):
+            refuse_own_credential("an Authorization header")
+        if "auth" in options:
+            refuse_own_credential("auth=")
         unknown = sorted(set(options) - PINNED_CLIENT_OPTIONS)
         if unknown:
             raise ValueError(f"a pinned client does not take {', '.join(unknown)}: it could bypass the pin or "
